@@ -1,0 +1,88 @@
+# Digit Reader: `make help` lists the targets. Every target installs what it needs (.venv) first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Deploy settings (override on the command line: make deploy PI=pi@raspberrypi.local)
+PI ?=
+PI_PORT ?= 22
+PI_KEY ?=
+PI_DIR ?= /opt/digit-reader
+export PI PI_PORT PI_KEY PI_DIR
+
+.PHONY: help setup data train train-seed convert evaluate frames demo test lint typecheck \
+        bench deploy deploy-model rollback provision test-arm64 clean
+
+help: ## List the targets
+	@echo "Digit Reader — make targets:"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@echo "Fresh machine: 'make demo' runs the reader on the bundled frames; 'make test' runs the tests."
+
+setup: $(STAMP) ## Create .venv with host, device and test dependencies
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[device,host,test]'
+	touch $@
+
+data: $(STAMP) ## Download and verify MNIST into data/mnist/
+	$(PY) -m host.mnist
+
+train: data ## Train the default CNN -> models/digits.keras
+	$(PY) -m host.train
+
+train-seed: data ## Train the tutorial's seed CNN -> models/seed.keras
+	$(PY) -m host.train --arch seed --out models/seed.keras
+
+convert: $(STAMP) ## Convert to a full-integer LiteRT model + contract (models/digits.tflite, .json)
+	$(PY) -m host.convert
+
+evaluate: data ## Evaluate Keras vs int8 LiteRT on MNIST test; write reports/
+	$(PY) -m host.evaluate
+
+frames: data ## Render recorded test frames (tests/frames/) from MNIST test digits
+	$(PY) -m host.frames --out tests/frames --count 40 --seed 7
+
+demo: $(STAMP) ## Run the daemon over the bundled frames with mock LEDs (ends by itself)
+	GPIOZERO_PIN_FACTORY=mock $(PY) -m device.daemon --config device/demo.toml
+
+lint: $(STAMP) ## ruff lint + format check, mypy on device/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+test: data lint ## Lint, type-check and run the whole test suite
+	$(PY) -m pytest
+
+bench: data ## Benchmarks side by side -> reports/bench.md
+	$(PY) -m host.bench
+
+deploy: $(STAMP) ## Deploy to a Pi: make deploy PI=user@host [PI_PORT= PI_KEY= PI_DIR=]
+	host/deploy/deploy.sh deploy
+
+deploy-model: $(STAMP) ## Update only the model on the Pi (same check-then-switch)
+	host/deploy/deploy.sh deploy-model
+
+rollback: ## Switch the Pi back to the previous release
+	host/deploy/deploy.sh rollback
+
+provision: ## First-time setup of a fresh Raspberry Pi OS (sudo over ssh)
+	host/deploy/provision.sh
+
+test-arm64: $(STAMP) ## Run the device tests in an arm64 Debian rootfs under qemu-user
+	host/arm64/run.sh
+
+clean: ## Remove caches and build outputs (keeps data/ and .venv)
+	rm -rf .pytest_cache .ruff_cache .mypy_cache reports/tmp
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

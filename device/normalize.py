@@ -1,0 +1,124 @@
+"""MNIST-style normalisation of one digit crop, exactly as the model contract describes.
+
+MNIST digits were made by fitting each digit into a 20x20 box (aspect preserved, anti-aliased)
+and moving its centre of mass to the centre of a 28x28 field. ``normalize_digit`` does the
+same to a camera crop; the host uses the same function for user-supplied training images, so
+both sides feed the model identical tensors.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from device.contract import Preprocessing
+
+# Pixels below this fraction of the crop's brightest ink are treated as background when
+# finding the digit's bounding box; keeps faint JPEG noise from inflating the box.
+_BBOX_INK_FRACTION = 0.1
+# Border width (pixels) sampled to guess the paper's brightness when polarity is "auto".
+_BORDER = 2
+
+DEFAULT_PREPROCESSING = Preprocessing()
+
+FloatImage = npt.NDArray[np.float32]
+
+
+def ink_from_gray(gray: npt.NDArray[np.generic], polarity: str = "auto") -> FloatImage:
+    """Grayscale crop (any dtype) -> float32 ink image in [0, 1], ink bright, paper 0.
+
+    ``polarity`` is ``dark_on_light`` (ink darker than paper), ``light_on_dark`` or ``auto``
+    (the crop's border is taken as paper).
+    """
+    img = np.asarray(gray, dtype=np.float32)
+    if img.ndim != 2 or img.size == 0:
+        raise ValueError(f"expected a non-empty 2-D grayscale crop, got shape {img.shape}")
+    if polarity == "auto":
+        polarity = "dark_on_light" if _looks_dark_on_light(img) else "light_on_dark"
+    if polarity == "dark_on_light":
+        img = img.max() - img
+    elif polarity == "light_on_dark":
+        img = img - img.min()
+    else:
+        raise ValueError(f"unknown polarity {polarity!r}")
+    top = float(img.max())
+    if top <= 0:
+        return np.zeros_like(img, dtype=np.float32)
+    return (img / top).astype(np.float32)
+
+
+def _looks_dark_on_light(img: FloatImage) -> bool:
+    b = min(_BORDER, max(1, min(img.shape) // 4))
+    border = np.concatenate(
+        [img[:b].ravel(), img[-b:].ravel(), img[:, :b].ravel(), img[:, -b:].ravel()]
+    )
+    return float(np.median(border)) > float(np.mean(img))
+
+
+def deskew(ink: FloatImage) -> FloatImage:
+    """Remove slant by shearing so the second-moment axis is vertical (a classic MNIST step)."""
+    m = cv2.moments(ink)
+    if abs(m["mu02"]) < 1e-6:
+        return ink
+    skew = m["mu11"] / m["mu02"]
+    h, w = ink.shape
+    # Widen the canvas so the shear does not cut strokes off.
+    pad = int(np.ceil(abs(skew) * h / 2)) + 1
+    padded = cv2.copyMakeBorder(ink, 0, 0, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
+    cy = m["m01"] / m["m00"]
+    shear = np.array([[1, skew, -skew * cy], [0, 1, 0]], dtype=np.float32)
+    out = cv2.warpAffine(
+        padded, shear, (w + 2 * pad, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+    return out.astype(np.float32)
+
+
+def _crop_to_ink(ink: FloatImage) -> FloatImage:
+    mask = ink > _BBOX_INK_FRACTION * float(ink.max())
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def normalize_digit(
+    ink: npt.NDArray[np.generic], pre: Preprocessing = DEFAULT_PREPROCESSING
+) -> FloatImage:
+    """Ink image (ink bright; uint8 0..255 or float 0..1) -> (canvas, canvas) float32 in [0, 1]."""
+    img = np.asarray(ink, dtype=np.float32)
+    if np.issubdtype(np.asarray(ink).dtype, np.integer):
+        img = img / 255.0
+    canvas = np.zeros((pre.canvas, pre.canvas), dtype=np.float32)
+    if img.ndim != 2 or img.size == 0 or float(img.max()) <= 0:
+        return canvas
+    img = img / float(img.max())
+    img = _crop_to_ink(img)
+    if pre.deskew:
+        img = _crop_to_ink(deskew(img))
+    h, w = img.shape
+    scale = pre.box / max(h, w)
+    new_w = max(1, round(w * scale))
+    new_h = max(1, round(h * scale))
+    # INTER_AREA averages when shrinking (anti-aliased like MNIST); linear when enlarging.
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(img, (new_w, new_h), interpolation=interp)
+    m = cv2.moments(small)
+    if m["m00"] <= 0:
+        return canvas
+    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+    # MNIST's centres of mass sit at pixel (14, 14) of the 28x28 field (measured: 14.01, 14.00).
+    centre = pre.canvas / 2.0
+    shift = np.array([[1, 0, centre - cx], [0, 1, centre - cy]], dtype=np.float32)
+    out = cv2.warpAffine(small, shift, (pre.canvas, pre.canvas), flags=cv2.INTER_LINEAR)
+    lo, hi = pre.value_range
+    return np.clip(out, 0.0, 1.0).astype(np.float32) * (hi - lo) + lo
+
+
+def normalize_batch(
+    crops: list[npt.NDArray[np.generic]], pre: Preprocessing = DEFAULT_PREPROCESSING
+) -> FloatImage:
+    """Normalise several ink crops into one (N, canvas, canvas) array."""
+    out = np.zeros((len(crops), pre.canvas, pre.canvas), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        out[i] = normalize_digit(crop, pre)
+    return out
