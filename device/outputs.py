@@ -7,6 +7,7 @@ once and the output keeps trying, so one failing output never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -82,10 +83,9 @@ class StdoutOutput(_Closing):
 
     def close(self) -> None:
         stream = self._stream if self._stream is not None else sys.stdout
-        try:
+        # A stream that is already gone has nothing left to save.
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass  # nothing left to save: the stream is already gone
 
 
 class FileOutput(_Closing):
@@ -148,10 +148,9 @@ class FileOutput(_Closing):
 
     def _reopen_later(self) -> None:
         if self._file is not None:
-            try:
+            # The buffered bytes could not be written; that error is already logged.
+            with contextlib.suppress(OSError):
                 self._file.close()
-            except OSError:
-                pass  # the buffered bytes could not be written; the error is already logged
             self._file = None
 
     def on_status(self, status: Status) -> None:

@@ -146,5 +146,5 @@ def test_frame_saver_keeps_at_most_max_saved_deleting_oldest(tmp_path: Path) -> 
 def test_frame_saver_in_unwritable_folder_is_an_output_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(OutputError, match="output.save_frames"):
+    with pytest.raises(OutputError, match=r"output\.save_frames"):
         FrameSaver(blocker / "frames")
