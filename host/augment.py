@@ -1,0 +1,140 @@
+"""Training-time augmentation that makes MNIST look like camera crops, plus style variants.
+
+Two kinds: (1) static style variants drawn once on copies of MNIST digits — crossed 7s,
+continental 1s with a long upstroke — because MNIST (US census writers) has few of them;
+(2) random per-batch distortions in the TensorFlow graph: small rotation/scale/shift (segmentation
+and normalisation are never exact), stroke thickness (marker vs pencil), blur and sensor noise.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from device.normalize import normalize_digit
+
+# Share of the 7s and 1s that get a style variant added as an extra training sample.
+STYLE_VARIANT_FRACTION = 0.35
+MAX_ROTATION_DEG = 12.0
+SCALE_RANGE = (0.85, 1.1)
+MAX_SHIFT_PX = 2.0
+THICKEN_PROB = 0.25
+THIN_PROB = 0.2
+BLUR_PROB = 0.3
+NOISE_STD_MAX = 0.06
+
+
+def _stroke_width(img: np.ndarray) -> int:
+    ink = img > 127
+    area = int(ink.sum())
+    skeleton_len = max(1, int(cv2.countNonZero(cv2.Canny(img, 50, 150))) // 2)
+    return int(np.clip(round(area / skeleton_len), 1, 4))
+
+
+def cross_seven(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw a continental bar through the stem of a 7 at about mid-height."""
+    out = img.copy()
+    rows = np.flatnonzero((img > 127).any(axis=1))
+    if rows.size < 8:
+        return out
+    y = int(rows[0] + (rows[-1] - rows[0]) * rng.uniform(0.45, 0.6))
+    cols = np.flatnonzero(img[y] > 127)
+    if cols.size == 0:
+        return out
+    cx = int(cols.mean())
+    half = int(rng.integers(3, 6))
+    tilt = int(rng.integers(-1, 2))
+    cv2.line(
+        out, (cx - half, y + tilt), (cx + half, y - tilt), 255, _stroke_width(img), cv2.LINE_AA
+    )
+    return out
+
+
+def continental_one(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Add the long flag (upstroke) of a continental 1 from the top of the stroke down-left."""
+    out = img.copy()
+    ys, xs = np.nonzero(img > 127)
+    if ys.size < 8:
+        return out
+    top = int(ys.min())
+    x_top = int(xs[ys <= top + 1].mean())
+    length = (ys.max() - top) * rng.uniform(0.3, 0.55)
+    angle = np.deg2rad(rng.uniform(25, 50))  # below the horizontal, towards the left
+    end = (
+        int(np.clip(x_top - length * np.cos(angle), 0, 27)),
+        int(np.clip(top + length * np.sin(angle), 0, 27)),
+    )
+    cv2.line(out, (x_top, top), end, 255, _stroke_width(img), cv2.LINE_AA)
+    return out
+
+
+def style_variants(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Extra samples: crossed 7s and continental 1s drawn on copies of MNIST digits."""
+    extra_x, extra_y = [], []
+    for label, draw in ((7, cross_seven), (1, continental_one)):
+        idx = np.flatnonzero(y == label)
+        pick = rng.choice(idx, size=int(len(idx) * STYLE_VARIANT_FRACTION), replace=False)
+        for i in pick:
+            extra_x.append(draw(x[i], rng))
+            extra_y.append(label)
+    if not extra_x:
+        return x[:0], y[:0]
+    return np.stack(extra_x), np.asarray(extra_y, dtype=y.dtype)
+
+
+def renormalize(x: np.ndarray) -> np.ndarray:
+    """Pass every digit through the device's normalisation so training sees exactly what the
+    device produces (float32 in [0, 1], 20x20 box, centre of mass at 14,14)."""
+    return np.stack([normalize_digit(img) for img in x]).astype(np.float32)
+
+
+def _affine_params(batch: int, seed: tf.Tensor) -> tf.Tensor:
+    s = tf.random.experimental.stateless_split(seed, 4)
+    angle = tf.random.stateless_uniform([batch], s[0], -1.0, 1.0) * np.deg2rad(MAX_ROTATION_DEG)
+    scale = tf.random.stateless_uniform([batch], s[1], SCALE_RANGE[0], SCALE_RANGE[1])
+    shift = tf.random.stateless_uniform([batch, 2], s[2], -MAX_SHIFT_PX, MAX_SHIFT_PX)
+    c = 13.5
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # Inverse map output->input around the image centre (what ImageProjectiveTransform expects).
+    a0, a1 = cos, -sin
+    b0, b1 = sin, cos
+    a2 = c - a0 * (c + shift[:, 0]) - a1 * (c + shift[:, 1])
+    b2 = c - b0 * (c + shift[:, 0]) - b1 * (c + shift[:, 1])
+    zeros = tf.zeros_like(a0)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+@tf.function
+def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Random geometric + photometric distortion of a batch (N, 28, 28, 1) float32 in [0, 1]."""
+    batch = tf.shape(images)[0]
+    s = tf.random.experimental.stateless_split(seed, 6)
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=_affine_params(batch, s[0]),
+        output_shape=tf.constant([28, 28]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    # Stroke thickness: max-pool dilates (marker), min-pool erodes (pencil).
+    u = tf.random.stateless_uniform([batch, 1, 1, 1], s[1])
+    thick = tf.nn.max_pool2d(x, 2, 1, "SAME")
+    thin = -tf.nn.max_pool2d(-x, 2, 1, "SAME")
+    x = tf.where(u < THICKEN_PROB, thick, tf.where(u > 1.0 - THIN_PROB, 0.5 * (x + thin), x))
+    # Blur: a 3x3 box/gaussian mix, as from a slightly defocused camera.
+    kernel = (
+        tf.constant([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])[:, :, None, None] / 16.0
+    )
+    blurred = tf.nn.conv2d(x, kernel, 1, "SAME")
+    ub = tf.random.stateless_uniform([batch, 1, 1, 1], s[2])
+    x = tf.where(ub < BLUR_PROB, blurred, x)
+    # Sensor noise, then renormalise the peak to 1 like the device's normalisation does.
+    std = tf.random.stateless_uniform([batch, 1, 1, 1], s[3], 0.0, NOISE_STD_MAX)
+    x = x + std * tf.random.stateless_normal(tf.shape(x), s[4])
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    peak = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
+    return tf.math.divide_no_nan(x, peak)

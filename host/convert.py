@@ -1,0 +1,260 @@
+"""Convert the Keras model to a full-integer LiteRT model plus its contract (``make convert``).
+
+Writes ``models/digits.tflite`` (int8 weights and activations, int8 input and output) and
+``models/digits.json``, the manifest the device obeys. Accuracy of both the Keras float model and
+the int8 model on the MNIST test set goes into the manifest; ``make evaluate`` reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from device.contract import (
+    FORMAT_VERSION,
+    Preprocessing,
+    manifest_path_for,
+    parse_contract,
+    sha256_file,
+)
+from host.errors import DataError, DownloadError, OutputPathError, TrainingError
+from host.mnist import ROOT, load_mnist
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KERAS = ROOT / "models" / "digits.keras"
+DEFAULT_OUT = ROOT / "models" / "digits.tflite"
+REPRESENTATIVE_SAMPLES = 1000
+# The lowest confidence threshold at which, on the held-out validation digits, at most this
+# fraction of accepted digits is wrong: a conservative default for the device's threshold.
+TARGET_ACCEPTED_ERROR = 0.001
+THRESHOLD_BOUNDS = (0.5, 0.97)
+LABELS = [str(d) for d in range(10)]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_keras(path: Path):
+    import keras
+
+    if not path.is_file():
+        raise TrainingError(f"{path} does not exist; run `make train` first")
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises many types for a file that is not a model
+        raise TrainingError(
+            f"{path} is not a Keras model ({type(e).__name__}); run `make train` to recreate it"
+        ) from e
+
+
+def model_inputs(x_uint8: np.ndarray, arch: str) -> np.ndarray:
+    """The float input each architecture was trained on (see host.train.prepare_data)."""
+    if arch == "seed":
+        return (x_uint8 / 255.0).astype(np.float32)
+    from host.augment import renormalize
+
+    return renormalize(x_uint8)
+
+
+def to_tflite(model, representative: np.ndarray, quantize: bool) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+        def gen():
+            for i in range(len(representative)):
+                yield [representative[i : i + 1, ..., None]]
+
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def tflite_predict(model_path: Path, x: np.ndarray, batch: int = 500) -> np.ndarray:
+    """Class probabilities from a .tflite file through the LiteRT interpreter (device's path)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from device.contract import TensorSpec, dequantize, to_input_tensor
+
+    interp = Interpreter(model_path=str(model_path), num_threads=os.cpu_count() or 1)
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    in_spec = _spec_from_details(inp)
+    out_spec = _spec_from_details(out)
+    probs = []
+    current = None
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        if current != len(chunk):
+            interp.resize_tensor_input(inp["index"], [len(chunk), 28, 28, 1])
+            interp.allocate_tensors()
+            current = len(chunk)
+        interp.set_tensor(inp["index"], to_input_tensor(chunk, in_spec))
+        interp.invoke()
+        probs.append(dequantize(interp.get_tensor(out["index"]), out_spec))
+    del TensorSpec
+    return np.concatenate(probs)
+
+
+def _spec_from_details(details: dict[str, Any]):
+    from device.contract import TensorSpec
+
+    scale, zero = details["quantization"]
+    dtype = np.dtype(details["dtype"]).name
+    return TensorSpec(tuple(int(s) for s in details["shape"]), dtype, float(scale), int(zero))
+
+
+def recommended_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    conf = probs.max(axis=1)
+    wrong = probs.argmax(axis=1) != labels
+    for t in np.round(np.arange(THRESHOLD_BOUNDS[0], THRESHOLD_BOUNDS[1] + 1e-9, 0.01), 2):
+        accepted = conf >= t
+        if accepted.any() and wrong[accepted].mean() <= TARGET_ACCEPTED_ERROR:
+            return float(t)
+    return THRESHOLD_BOUNDS[1]
+
+
+def convert(args: argparse.Namespace) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    keras_path, out = Path(args.keras), Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise OutputPathError(f"cannot write to {out.parent} ({e.strerror}); choose --out") from e
+    model = load_keras(keras_path)
+    train_info_path = keras_path.with_suffix(".train.json")
+    train_info = (
+        json.loads(train_info_path.read_text(encoding="utf-8")) if train_info_path.is_file() else {}
+    )
+    arch = train_info.get("arch", "default")
+    data = load_mnist()
+    rng = np.random.default_rng(train_info.get("seed", 0))
+    # Representative and threshold samples come from the training set, never from the test set.
+    pick = rng.choice(len(data.x_train), REPRESENTATIVE_SAMPLES, replace=False)
+    representative = model_inputs(data.x_train[pick], arch)
+
+    x_test = model_inputs(data.x_test, arch)
+    keras_probs = model.predict(x_test[..., None], batch_size=500, verbose=0)
+    keras_acc = float((keras_probs.argmax(1) == data.y_test).mean())
+
+    tflite_bytes = to_tflite(model, representative, quantize=True)
+    tmp_model = out.with_name(f".{out.name}.candidate")
+    atomic_write_bytes(tmp_model, tflite_bytes)
+    try:
+        int8_probs = tflite_predict(tmp_model, x_test)
+        int8_acc = float((int8_probs.argmax(1) == data.y_test).mean())
+        val_probs = tflite_predict(tmp_model, representative)
+        threshold = recommended_threshold(val_probs, data.y_train[pick])
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=str(tmp_model))
+        in_spec = _spec_from_details(interp.get_input_details()[0])
+        out_spec = _spec_from_details(interp.get_output_details()[0])
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "model_file": out.name,
+            "sha256": sha256_file(tmp_model),
+            "labels": LABELS,
+            "input": {
+                "shape": [1, 28, 28, 1],
+                "dtype": in_spec.dtype,
+                "scale": in_spec.scale,
+                "zero_point": in_spec.zero_point,
+            },
+            "output": {
+                "shape": [1, 10],
+                "dtype": out_spec.dtype,
+                "scale": out_spec.scale,
+                "zero_point": out_spec.zero_point,
+                "activation": "softmax",
+            },
+            "preprocessing": {
+                **Preprocessing().__dict__,
+                "value_range": [0.0, 1.0],
+            },
+            "preprocessing_notes": (
+                "ink bright (1.0) on a dark (0.0) background; the digit's bounding box is scaled, "
+                "aspect preserved, so its longer side is 20 px (area interpolation if shrinking); "
+                "its centre of mass is moved to pixel (14, 14) of a 28x28 canvas; then "
+                "q = round(x / scale) + zero_point, clipped to int8"
+            ),
+            "recommended_threshold": threshold,
+            "arch": arch,
+            "parameters": int(model.count_params()),
+            "macs": train_info.get("macs"),
+            "file_bytes": len(tflite_bytes),
+            "accuracy": {
+                "dataset": "MNIST test (10,000)",
+                "keras_float": round(keras_acc, 5),
+                "litert_int8": round(int8_acc, 5),
+            },
+            "training": {k: v for k, v in train_info.items() if k != "history"},
+            "dataset_sha256": data.hashes,
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        }
+        parse_contract(manifest, "generated manifest")  # the device must accept what we write
+        if args.float:
+            atomic_write_bytes(
+                out.with_name(f"{out.stem}_float.tflite"), to_tflite(model, representative, False)
+            )
+        os.replace(tmp_model, out)
+    finally:
+        tmp_model.unlink(missing_ok=True)
+    atomic_write_bytes(
+        manifest_path_for(out), (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+    )
+    print(
+        f"wrote {out} ({len(tflite_bytes) / 1024:.1f} KB): MNIST test accuracy keras float "
+        f"{keras_acc:.4%}, LiteRT int8 {int8_acc:.4%}; recommended threshold {threshold}"
+    )
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--keras", type=Path, default=DEFAULT_KERAS, help="trained Keras model")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .tflite (+ .json beside)")
+    p.add_argument("--float", action="store_true", help="also write <out>_float.tflite (float32)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        convert(args)
+    except (TrainingError, OutputPathError, DataError, DownloadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

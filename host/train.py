@@ -1,0 +1,238 @@
+"""Train a digit CNN on MNIST (``python -m host.train``, i.e. ``make train``).
+
+The default architecture is the compact network of ``host.architectures``; ``--arch seed`` trains
+the tutorial's network unchanged (10 epochs, Adam, no augmentation) as the reference. A fixed
+validation split is held out from the training set; the MNIST test set is never used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2
+import numpy as np
+
+from device.normalize import ink_from_gray, normalize_digit
+from host.errors import DataError, DownloadError, OutputPathError, TrainingError
+from host.mnist import ROOT, load_mnist
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OUT = ROOT / "models" / "digits.keras"
+VALIDATION_SIZE = 5000
+SEED = 1234
+BATCH_SIZE = 128
+DEFAULT_EPOCHS = {"default": 14, "seed": 10}
+PEAK_LR = 3e-3
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
+
+
+def load_extra(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """User images in ``folder/0`` … ``folder/9``, normalised exactly as the device does it.
+
+    An unreadable image is reported by path and skipped.
+    """
+    if not folder.is_dir():
+        raise TrainingError(f"--extra {folder} is not a folder; give a folder with sub-folders 0…9")
+    xs, ys = [], []
+    for label in range(10):
+        sub = folder / str(label)
+        if not sub.is_dir():
+            continue
+        for path in sorted(sub.iterdir()):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if gray is None or gray.size < 4:
+                logger.warning("skipping %s: not a readable image", path)
+                continue
+            xs.append(normalize_digit(ink_from_gray(gray, "auto")))
+            ys.append(label)
+    if not xs:
+        raise TrainingError(f"--extra {folder} holds no readable images in sub-folders 0…9")
+    logger.info("extra data: %d images from %s", len(xs), folder)
+    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.uint8)
+
+
+def prepare_data(arch: str, limit: int | None, rng: np.random.Generator):
+    from host import augment
+
+    data = load_mnist()
+    order = rng.permutation(len(data.x_train))
+    val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
+    if limit:
+        train_idx = train_idx[:limit]
+        val_idx = val_idx[: max(200, limit // 10)]
+    x_tr, y_tr = data.x_train[train_idx], data.y_train[train_idx]
+    x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
+    if arch == "seed":
+        # The tutorial feeds MNIST as is, scaled to [0, 1].
+        return (x_tr / 255.0).astype(np.float32), y_tr, (x_val / 255.0).astype(np.float32), y_val
+    vx, vy = augment.style_variants(x_tr, y_tr, rng)
+    x_tr = np.concatenate([x_tr, vx])
+    y_tr = np.concatenate([y_tr, vy])
+    logger.info("added %d style variants (crossed 7, continental 1)", len(vx))
+    return augment.renormalize(x_tr), y_tr, augment.renormalize(x_val), y_val
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, augment_on: bool, seed: int, shuffle: bool):
+    import tensorflow as tf
+
+    from host import augment
+
+    ds = tf.data.Dataset.from_tensor_slices((x[..., None], y.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(BATCH_SIZE)
+    if augment_on:
+        counter = tf.data.Dataset.counter()
+        ds = tf.data.Dataset.zip((ds, counter)).map(
+            lambda xy, i: (
+                augment.augment_batch(xy[0], tf.stack([tf.cast(i, tf.int32), seed])),
+                xy[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise OutputPathError(
+            f"cannot write to {out.parent} ({e.strerror}); choose a writable --out"
+        ) from e
+
+
+def train(args: argparse.Namespace) -> Path:
+    import keras
+
+    from host.architectures import build, count_macs
+
+    if args.arch not in DEFAULT_EPOCHS:
+        raise TrainingError(f"unknown --arch {args.arch!r}; choose 'default' or 'seed'")
+    out = Path(args.out)
+    _check_writable(out)
+    epochs = args.epochs or DEFAULT_EPOCHS[args.arch]
+    keras.utils.set_random_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    x_tr, y_tr, x_val, y_val = prepare_data(args.arch, args.limit, rng)
+    if args.extra:
+        ex, ey = load_extra(Path(args.extra))
+        x_tr, y_tr = np.concatenate([x_tr, ex]), np.concatenate([y_tr, ey])
+
+    if args.init_from:
+        init = Path(args.init_from)
+        try:
+            model = keras.models.load_model(init)
+        except Exception as e:  # Keras raises many types for a bad file
+            raise TrainingError(
+                f"--init-from {init} is not a Keras model ({type(e).__name__}); "
+                "give a .keras file written by `make train`"
+            ) from e
+        logger.info("continuing from weights in %s", init)
+    else:
+        model = build(args.arch)
+    model.summary(print_fn=lambda line, **_: print(line))
+    macs = count_macs(model)
+    print(f"parameters: {model.count_params():,}  multiply-accumulates per digit: {macs:,}")
+
+    augment_on = args.arch == "default" and not args.no_augment
+    train_ds = make_dataset(x_tr, y_tr, augment_on, args.seed, shuffle=True)
+    val_ds = make_dataset(x_val, y_val, False, args.seed, shuffle=False)
+    steps = int(np.ceil(len(x_tr) / BATCH_SIZE)) * epochs
+    if args.arch == "seed":
+        optimizer = keras.optimizers.Adam()
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            1e-4,
+            decay_steps=max(1, steps - steps // 8),
+            warmup_target=PEAK_LR,
+            warmup_steps=max(1, steps // 8),
+            alpha=0.01,
+        )
+        optimizer = keras.optimizers.Adam(schedule)
+    # Keras 3 compile() takes keywords: positional metrics would land in loss_weights.
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    started = time.monotonic()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=args.verbose)
+    seconds = time.monotonic() - started
+
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    model.save(tmp)
+    os.replace(tmp, out)
+    info = {
+        "arch": args.arch,
+        "epochs": epochs,
+        "batch_size": BATCH_SIZE,
+        "seed": args.seed,
+        "limit": args.limit,
+        "augment": augment_on,
+        "init_from": str(args.init_from) if args.init_from else None,
+        "extra": str(args.extra) if args.extra else None,
+        "train_samples": len(x_tr),
+        "validation_samples": len(x_val),
+        "train_seconds": round(seconds, 1),
+        "parameters": int(model.count_params()),
+        "macs": macs,
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "keras_version": keras.__version__,
+    }
+    info_path = out.with_suffix(".train.json")
+    tmp_info = info_path.with_name(f".{info_path.name}.tmp")
+    tmp_info.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    os.replace(tmp_info, info_path)
+    val_acc = info["history"].get("val_accuracy", [float("nan")])[-1]
+    print(f"saved {out} (validation accuracy {val_acc:.4f}, {seconds:.0f} s)")
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--arch", default="default", help="'default' (compact, ours) or 'seed' (tutorial)"
+    )
+    p.add_argument("--epochs", type=int, default=None, help="default: 14 (default arch), 10 (seed)")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N samples (tests)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to save the .keras model")
+    p.add_argument(
+        "--init-from", type=Path, default=None, help="continue from a saved .keras model"
+    )
+    p.add_argument("--extra", type=Path, default=None, help="folder of own digits: 0/ … 9/ images")
+    p.add_argument("--seed", type=int, default=SEED, help="random seed")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--verbose", type=int, default=1, help="Keras progress: 0 none, 1 bar, 2 lines")
+    args = p.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        p.error("--epochs must be at least 1")
+    if args.limit is not None and args.limit < 100:
+        p.error("--limit must be at least 100")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        train(args)
+    except (TrainingError, OutputPathError, DataError, DownloadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
