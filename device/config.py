@@ -145,7 +145,12 @@ class ReaderSection(_Section):
     model: str = _f(
         "models/digits.tflite", "the LiteRT model; its manifest (.json) sits beside it", path=True
     )
-    threshold: float = _f(0.80, "every digit needs at least this confidence", min=0.0, max=1.0)
+    threshold: float = _f(
+        0.0,
+        "every digit needs this confidence; 0 = the model's recommended value",
+        min=0.0,
+        max=1.0,
+    )
     expected_count: int = _f(0, "digits a reading must have; 0 = any number", min=0, max=32)
     pattern: str = _f("", "regular expression the whole reading must match; '' = any")
     roi: tuple[int, ...] = _f(
