@@ -1,0 +1,171 @@
+"""Tests for device.classifier against the shipped model and tampered copies of it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from device.classifier import LiteRTClassifier, softmax
+from device.contract import DEFAULT_MODEL, manifest_path_for, sha256_file
+from device.errors import ModelMismatchError, ModelMissingError
+from device.normalize import normalize_batch
+
+SAMPLES = 500
+MIN_ACCURACY = 0.98
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Any:
+    if not DEFAULT_MODEL.is_file():
+        pytest.fail(f"{DEFAULT_MODEL} is missing; run `make train convert` (it is committed)")
+    with LiteRTClassifier(DEFAULT_MODEL) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
+    from host.mnist import load_mnist
+
+    data = load_mnist()
+    # The device's own normalisation, exactly as a camera crop would be prepared.
+    return normalize_batch(list(data.x_test[:SAMPLES])), data.y_test[:SAMPLES].astype(np.int64)
+
+
+def test_classifier_reads_mnist_test_digits(
+    classifier: LiteRTClassifier, mnist_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, y = mnist_digits
+    labels, confidences = classifier.classify(x)
+    accuracy = float((labels == y).mean())
+    assert accuracy >= MIN_ACCURACY, f"accuracy {accuracy:.3f} on {SAMPLES} MNIST test digits"
+    assert confidences.shape == (SAMPLES,)
+    assert ((confidences > 0) & (confidences <= 1)).all()
+    # Right answers should on the whole be more confident than wrong ones.
+    wrong = labels != y
+    if wrong.any():
+        assert confidences[~wrong].mean() > confidences[wrong].mean()
+
+
+def test_probabilities_are_a_distribution(
+    classifier: LiteRTClassifier, mnist_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    probs = classifier.probabilities(mnist_digits[0][:20])
+    assert probs.shape == (20, 10)
+    assert (probs >= 0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.06)
+
+
+def test_batch_of_seven_equals_seven_single_calls(
+    classifier: LiteRTClassifier, mnist_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x = mnist_digits[0][:7]
+    labels, confidences = classifier.classify(x)
+    singles = [classifier.classify(x[i : i + 1]) for i in range(7)]
+    assert labels.tolist() == [int(s[0][0]) for s in singles]
+    np.testing.assert_allclose(confidences, [float(s[1][0]) for s in singles], atol=1e-6)
+
+
+def test_a_batch_is_classified_in_one_invoke(
+    classifier: LiteRTClassifier,
+    mnist_digits: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interp = classifier._interp
+    calls = {"invoke": 0, "allocate": 0}
+    real_invoke, real_allocate = interp.invoke, interp.allocate_tensors
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(interp, name)
+
+        def invoke(self) -> None:
+            calls["invoke"] += 1
+            real_invoke()
+
+        def allocate_tensors(self) -> None:
+            calls["allocate"] += 1
+            real_allocate()
+
+    x = mnist_digits[0]
+    classifier.classify(x[:5])  # batch size 5 from here on
+    monkeypatch.setattr(classifier, "_interp", Counting())
+    labels, _ = classifier.classify(x[5:10])  # same size: no reallocation
+    assert len(labels) == 5
+    assert calls == {"invoke": 1, "allocate": 0}
+    labels, _ = classifier.classify(x[10:13])  # new size: one reallocation
+    assert len(labels) == 3
+    assert calls == {"invoke": 2, "allocate": 1}
+
+
+def test_empty_batch_needs_no_invoke(classifier: LiteRTClassifier) -> None:
+    labels, confidences = classifier.classify(np.zeros((0, 28, 28), np.float32))
+    assert labels.shape == (0,) and confidences.shape == (0,)
+
+
+def test_wrong_batch_shape_is_refused(classifier: LiteRTClassifier) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        classifier.classify(np.zeros((2, 32, 32), np.float32))
+
+
+def test_model_version_is_the_sha256_prefix(classifier: LiteRTClassifier) -> None:
+    assert classifier.model_version == sha256_file(DEFAULT_MODEL)[:12]
+
+
+def _copy_model(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    model = tmp_path / "digits.tflite"
+    shutil.copy(DEFAULT_MODEL, model)
+    manifest = manifest_path_for(model)
+    shutil.copy(manifest_path_for(DEFAULT_MODEL), manifest)
+    return model, manifest, json.loads(manifest.read_text())
+
+
+def test_model_with_a_different_sha256_is_refused(tmp_path: Path) -> None:
+    model, manifest, data = _copy_model(tmp_path)
+    data["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelMismatchError, match="sha256"):
+        LiteRTClassifier(model)
+
+
+def test_manifest_input_spec_that_differs_from_the_model_is_refused(tmp_path: Path) -> None:
+    model, manifest, data = _copy_model(tmp_path)
+    data["input"]["zero_point"] = int(data["input"]["zero_point"]) + 5
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelMismatchError, match=r"input tensor.*zero_point"):
+        LiteRTClassifier(model)
+
+
+def test_manifest_input_scale_that_differs_from_the_model_is_refused(tmp_path: Path) -> None:
+    model, manifest, data = _copy_model(tmp_path)
+    data["input"]["scale"] = float(data["input"]["scale"]) * 2
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelMismatchError, match="scale"):
+        LiteRTClassifier(model)
+
+
+def test_manifest_output_dtype_that_differs_from_the_model_is_refused(tmp_path: Path) -> None:
+    model, manifest, data = _copy_model(tmp_path)
+    data["output"]["dtype"] = "uint8" if data["output"]["dtype"] != "uint8" else "int8"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelMismatchError, match=r"output tensor.*dtype"):
+        LiteRTClassifier(model)
+
+
+def test_missing_model_names_the_path_and_the_make_target(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "digits.tflite"
+    with pytest.raises(ModelMissingError) as info:
+        LiteRTClassifier(missing)
+    assert str(missing) in str(info.value)
+    assert "make train convert" in str(info.value)
+
+
+def test_logits_are_turned_into_probabilities() -> None:
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 10.0]], np.float32)
+    probs = softmax(logits)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert probs[0].argmax() == 0 and probs[1, 2] > 0.99
