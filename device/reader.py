@@ -1,0 +1,247 @@
+"""The reader: one frame in, one Reading out (segment, normalise, classify, then the verdict).
+
+The reader is built from its parts (a classifier, a segmenter, the model's preprocessing), so
+tests can hand it fakes; ``Reader.from_model`` wires the real ones from a model file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from device.classifier import Classifier, LiteRTClassifier
+from device.contract import DEFAULT_MODEL, Preprocessing
+from device.errors import ConfigError
+from device.normalize import normalize_batch
+from device.reading import Box, DigitResult, Reading
+
+logger = logging.getLogger(__name__)
+
+# Used when neither the config nor the model's manifest (extra["recommended_threshold"]) says.
+DEFAULT_THRESHOLD = 0.9
+MAX_EXPECTED_COUNT = 64
+MAX_THREADS = 16
+POLARITIES = ("auto", "dark_on_light", "light_on_dark")
+
+
+class SegmentLike(Protocol):
+    """What the reader needs of one segmented digit (device.segment.Segment provides it)."""
+
+    @property
+    def box(self) -> Box: ...
+
+    @property
+    def ink(self) -> npt.NDArray[Any]: ...
+
+    @property
+    def group(self) -> int: ...
+
+
+class SegmenterLike(Protocol):
+    """Finds digits in a frame, ordered by group (top to bottom, left to right), then by x."""
+
+    def segment(self, frame: npt.NDArray[np.uint8]) -> Sequence[SegmentLike]: ...
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """What makes a reading confident, and where and how to look for digits."""
+
+    # Lowest confidence every digit needs, in (0, 1]; None = the model's recommended threshold.
+    threshold: float | None = None
+    # Digits a confident reading must have, 1..64; None (or 0) = any number.
+    expected_count: int | None = None
+    # Regular expression the whole text must match (re.fullmatch); None (or "") = anything.
+    pattern: str | None = None
+    # Region of interest (x, y, w, h) in frame pixels; None (or ()) = the whole frame.
+    roi: tuple[int, int, int, int] | None = None
+    # Ink relative to paper: "auto", "dark_on_light" (pen on paper) or "light_on_dark".
+    polarity: str = "auto"
+    # CPU threads for the interpreter, 1..16 (one is fastest per frame on a Pi for this model).
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not (
+            isinstance(self.threshold, int | float) and 0.0 < self.threshold <= 1.0
+        ):
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold!r}")
+        if self.expected_count == 0:
+            object.__setattr__(self, "expected_count", None)
+        if self.expected_count is not None and not 1 <= self.expected_count <= MAX_EXPECTED_COUNT:
+            raise ConfigError(
+                f"expected_count must be 1..{MAX_EXPECTED_COUNT} or None, got {self.expected_count}"
+            )
+        if self.pattern == "":
+            object.__setattr__(self, "pattern", None)
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ConfigError(f"pattern {self.pattern!r} is not a valid regex: {e}") from e
+        if self.roi is not None and len(self.roi) == 0:
+            object.__setattr__(self, "roi", None)
+        if self.roi is not None:
+            if len(self.roi) != 4 or any(int(v) != v or v < 0 for v in self.roi):
+                raise ConfigError(f"roi must be four whole numbers x, y, w, h; got {self.roi}")
+            if self.roi[2] == 0 or self.roi[3] == 0:
+                raise ConfigError(f"roi width and height must be above 0; got {self.roi}")
+            object.__setattr__(self, "roi", tuple(int(v) for v in self.roi))
+        if self.polarity not in POLARITIES:
+            raise ConfigError(f"polarity must be one of {POLARITIES}, got {self.polarity!r}")
+        if not 1 <= self.num_threads <= MAX_THREADS:
+            raise ConfigError(f"num_threads must be 1..{MAX_THREADS}, got {self.num_threads}")
+
+
+def threshold_from_manifest(extra: dict[str, Any]) -> float:
+    """The manifest's recommended_threshold if it is a sane number, else DEFAULT_THRESHOLD."""
+    value = extra.get("recommended_threshold")
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
+        return float(value)
+    if value is not None:
+        logger.warning(
+            "ignoring recommended_threshold %r in the manifest; using %s", value, DEFAULT_THRESHOLD
+        )
+    return DEFAULT_THRESHOLD
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Reader:
+    """Reads the digits in one frame and decides whether the reading is confident."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        segmenter: SegmenterLike,
+        config: ReaderConfig,
+        preprocessing: Preprocessing,
+        default_threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
+        self.classifier = classifier
+        self.segmenter = segmenter
+        self.config = config
+        self.preprocessing = preprocessing
+        self.threshold = config.threshold if config.threshold is not None else default_threshold
+        self._pattern = re.compile(config.pattern) if config.pattern is not None else None
+        self._owned: list[Any] = []  # parts built by from_model, closed with the reader
+
+    @classmethod
+    def from_model(
+        cls, model_path: str | Path = DEFAULT_MODEL, config: ReaderConfig | None = None
+    ) -> Reader:
+        """A reader with the LiteRT classifier for ``model_path`` and the OpenCV segmenter."""
+        from device.segment import Segmenter, SegmenterConfig
+
+        config = config if config is not None else ReaderConfig()
+        classifier = LiteRTClassifier(model_path, num_threads=config.num_threads)
+        segmenter = Segmenter(SegmenterConfig(roi=config.roi, polarity=config.polarity))
+        reader = cls(
+            classifier,
+            segmenter,
+            config,
+            classifier.contract.preprocessing,
+            default_threshold=threshold_from_manifest(classifier.contract.extra),
+        )
+        reader._owned.append(classifier)
+        return reader
+
+    @property
+    def model_version(self) -> str:
+        return str(getattr(self.classifier, "model_version", ""))
+
+    def read(self, frame: npt.NDArray[np.uint8]) -> Reading:
+        """Segment, normalise and classify all digits of ``frame`` (one interpreter call).
+
+        ``timings_ms`` has "segment", "normalize" and "classify"; a caller that decoded the
+        frame adds "decode".
+        """
+        start = time.perf_counter()
+        segments = list(self.segmenter.segment(frame))
+        timings = {"segment": _ms_since(start)}
+        start = time.perf_counter()
+        batch = normalize_batch([s.ink for s in segments], self.preprocessing)
+        timings["normalize"] = _ms_since(start)
+        start = time.perf_counter()
+        if segments:
+            labels, confidences = self.classifier.classify(batch)
+        else:
+            labels = np.zeros(0, dtype=np.int64)
+            confidences = np.zeros(0, dtype=np.float32)
+        timings["classify"] = _ms_since(start)
+        digits = tuple(
+            DigitResult(
+                label=int(label),
+                confidence=float(conf),
+                box=tuple(int(v) for v in s.box),  # type: ignore[arg-type]
+                group=int(s.group),
+            )
+            for s, label, conf in zip(segments, labels, confidences, strict=True)
+        )
+        text = text_of(digits)
+        reason = self._verdict(text, digits)
+        return Reading(
+            text=text,
+            digits=digits,
+            confident=not reason,
+            reason=reason,
+            timings_ms=timings,
+            frame_shape=tuple(frame.shape),
+        )
+
+    def _verdict(self, text: str, digits: tuple[DigitResult, ...]) -> str:
+        """Why the reading is not confident ("" when it is); every failed rule is named."""
+        if not digits:
+            return "no digits found"
+        reasons = []
+        weak = [(i, d) for i, d in enumerate(digits) if not d.confidence >= self.threshold]
+        if weak:
+            listed = ", ".join(f"#{i + 1} '{d.label}' {d.confidence:.2f}" for i, d in weak[:3])
+            more = f" and {len(weak) - 3} more" if len(weak) > 3 else ""
+            reasons.append(f"low confidence (< {self.threshold:.2f}): {listed}{more}")
+        expected = self.config.expected_count
+        if expected is not None and len(digits) != expected:
+            reasons.append(f"{len(digits)} digits found, {expected} expected")
+        if self._pattern is not None and not self._pattern.fullmatch(text):
+            reasons.append(f"'{text}' does not match the pattern {self._pattern.pattern!r}")
+        return "; ".join(reasons)
+
+    def close(self) -> None:
+        while self._owned:
+            part = self._owned.pop()
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def text_of(digits: Sequence[DigitResult]) -> str:
+    """Digits joined into text: one number per group, groups separated by single spaces."""
+    groups: list[str] = []
+    current: int | None = None
+    for d in digits:
+        if current is None or d.group != current:
+            groups.append("")
+            current = d.group
+        groups[-1] += str(d.label)
+    return " ".join(groups)

