@@ -377,7 +377,8 @@ class RecordedSource(_SourceBase):
 
     Non-image files in the folder are skipped with one warning (JSON sidecars written by
     ``device.record`` silently). ``loop`` restarts at the end instead of raising SourceEnded;
-    ``fps`` paces ``read()`` like a real camera; ``repeat`` delivers each frame that many times
+    ``fps`` paces ``read()`` like a real camera (None or 0: as fast as
+    the caller reads); ``repeat`` delivers each frame that many times
     in a row, as a camera would while a sheet is held still in front of it.
     """
 
@@ -388,7 +389,8 @@ class RecordedSource(_SourceBase):
         fps: float | None = None,
         repeat: int = 1,
     ) -> None:
-        _check_positive("fps", fps)
+        if fps is not None and fps < 0:
+            raise ConfigError(f"fps must be 0 (unpaced) or more, got {fps}")
         if repeat < 1:
             raise ConfigError(f"repeat must be 1 or more, got {repeat}")
         self._path = Path(path)
