@@ -145,7 +145,8 @@ class GpioLeds:
     def off(self) -> None:
         for led in self._leds:
             led.off()
-        logger.info("LEDs off")
+        if self._green_until is not None or self._red_on or self._error is not None:
+            logger.info("LEDs off")
         self._green_until = None
         self._red_on = False
         self._error = None

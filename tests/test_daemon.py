@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -9,9 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +371,7 @@ def test_frozen_camera_is_a_fault_after_stale_after_s() -> None:
     daemon, _, _, out = make_daemon(opener=opener, clock=clock, kind="opencv", daemon_cfg=cfg)
     assert daemon.run() == EXIT_OK
     assert frozen.closed and daemon.reconnects == 1
-    # 2 s of identical frames at 8 fps (16), then the new camera.s two.
+    # 2 s of identical frames at 8 fps (16), then the new camera's two.
     assert daemon.frames == 16 + 2
     assert [e.value for e in out.events] == ["42", "43"]
 
@@ -382,3 +382,153 @@ def test_recorded_frames_may_repeat_without_being_stale() -> None:
     )
     assert daemon.run() == EXIT_OK
     assert daemon.frames == 40 and daemon.reconnects == 0
+
+
+# --- the real daemon: main() and as a process -------------------------------------------------
+
+MODEL = PROJECT_ROOT / "models" / "digits.tflite"
+needs_model = pytest.mark.skipif(
+    not MODEL.exists(), reason="models/digits.tflite is missing; run `make train convert`"
+)
+
+
+@pytest.fixture(scope="module")
+def mnist_frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Six recorded 640x480 frames of three MNIST test digits each, dark ink on light paper."""
+    import cv2
+
+    from host.mnist import load_mnist
+
+    data = load_mnist()
+    folder = tmp_path_factory.mktemp("frames")
+    rng = np.random.default_rng(3)
+    texts = []
+    for k in range(6):
+        img = np.full((480, 640, 3), 230, np.uint8)
+        picks = rng.integers(0, len(data.x_test), 3)
+        for j, i in enumerate(picks):
+            digit = cv2.resize(255 - data.x_test[i], (84, 84), interpolation=cv2.INTER_CUBIC)
+            img[190:274, 200 + j * 90 : 284 + j * 90] = np.minimum(digit, 230)[..., None]
+        cv2.imwrite(str(folder / f"frame{k:02d}.png"), img)
+        texts.append("".join(str(int(data.y_test[i])) for i in picks))
+    return folder, texts
+
+
+def write_config(tmp_path: Path, frames_dir: Path, extra: str = "") -> Path:
+    path = tmp_path / "daemon.toml"
+    path.write_text(
+        f'[source]\nkind = "recorded"\npath = "{frames_dir}"\nrepeat = 4\nfps = 0\n'
+        f"[leds]\ngreen_hold_s = 0.0\n[daemon]\nlog_interval_s = 0.5\n{extra}"
+    )
+    return path
+
+
+@needs_model
+def test_main_on_recorded_frames_prints_readings_and_blinks_green(
+    mnist_frames: tuple[Path, list[str]],
+    tmp_path: Path,
+    mock_factory: MockFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from device.daemon import main
+
+    folder, texts = mnist_frames
+    events_file = tmp_path / "events.jsonl"
+    saved = tmp_path / "saved"
+    config = write_config(
+        tmp_path, folder, f'[output]\nfile = "{events_file}"\nsave_frames = "{saved}"\n'
+    )
+    assert main(["--config", str(config)]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    values = [json.loads(line)["value"].replace(" ", "") for line in lines]
+    # Every accepted reading is one of the frames' true numbers, and most frames are read.
+    assert set(values) <= set(texts)
+    assert len(values) >= 4
+    filed = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [e["value"].replace(" ", "") for e in filed if e["event"] == "reading"] == values
+    assert len(list(saved.glob("*.jpg"))) == len(filed)
+    # Green (hold 0): one on/off pair per accepted reading; everything off at the end.
+    assert pin_states(mock_factory, 17) == [False] + [True, False] * len(values)
+    assert pin_states(mock_factory, 27)[-1] is False
+    assert pin_states(mock_factory, 22)[-1] is False
+
+
+def run_daemon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "device.daemon", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock", **(env or {})},
+        timeout=120,
+    )
+
+
+def test_missing_model_is_one_fatal_sentence_and_exit_2(
+    mnist_frames: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    folder, _ = mnist_frames
+    missing = tmp_path / "nope.tflite"
+    proc = run_daemon("--source", str(folder), "--model", str(missing))
+    assert proc.returncode == 2
+    fatal = [line for line in proc.stderr.splitlines() if "CRITICAL" in line]
+    assert len(fatal) == 1 and str(missing) in fatal[0] and "make train convert" in fatal[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_output_file_is_fatal_at_start(
+    mnist_frames: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    folder, _ = mnist_frames
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("")
+    config = write_config(tmp_path, folder, f'[output]\nfile = "{blocker}/events.jsonl"\n')
+    proc = run_daemon("--config", str(config))
+    assert proc.returncode == 2
+    assert "cannot write the event file" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+@needs_model
+def test_sigterm_stops_within_2_s_with_leds_off_and_stopping_sent(
+    mnist_frames: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    folder, _ = mnist_frames
+    config = write_config(tmp_path, folder)
+    config.write_text(config.read_text().replace("fps = 0", "fps = 20\nloop = true"))
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(60)
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "NOTIFY_SOCKET": sock_path}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device.daemon", "--config", str(config)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        messages = []
+        while "READY=1" not in messages:
+            messages.append(sock.recv(4096).decode())
+        time.sleep(0.5)  # let it read a few frames
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+        sock.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                messages.append(sock.recv(4096).decode())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sock.close()
+    assert proc.returncode == 0, stderr
+    assert took <= 2.0
+    assert messages[-1] == "STOPPING=1"
+    assert "SIGTERM received; stopping" in stderr
+    assert "LEDs off" in stderr.split("SIGTERM received")[1]
