@@ -243,3 +243,19 @@ def test_module_runs_as_a_program(tmp_path: Path, sheet: tuple[np.ndarray, str])
     assert result.returncode == 0, result.stderr
     parsed: dict[str, Any] = json.loads(result.stdout)
     assert parsed["reading"] == sheet[1]
+
+
+def test_annotate_draws_red_for_an_unsure_reading_and_leaves_the_frame_alone(
+    sheet: tuple[np.ndarray, str],
+) -> None:
+    from device.annotate import annotate
+    from device.reading import DigitResult, Reading
+
+    image = sheet[0]
+    before = image.copy()
+    reading = Reading("7", (DigitResult(7, 0.5, (120, 70, 100, 100)),), False, "low confidence")
+    drawn = annotate(image, reading, roi=(10, 10, 300, 200))
+    np.testing.assert_array_equal(image, before)
+    reddish = (drawn[:, :, 2].astype(int) - drawn[:, :, 1].astype(int)) > 100
+    amber_roi = (drawn[10, 50:250, 2] > 200) & (drawn[10, 50:250, 0] < 50)
+    assert reddish.sum() > 100 and amber_roi.all()
