@@ -532,3 +532,46 @@ def test_sigterm_stops_within_2_s_with_leds_off_and_stopping_sent(
     assert messages[-1] == "STOPPING=1"
     assert "SIGTERM received; stopping" in stderr
     assert "LEDs off" in stderr.split("SIGTERM received")[1]
+
+
+def test_enabled_mqtt_and_web_are_wired_with_the_trigger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    import device.daemon
+
+    made: dict[str, Any] = {}
+
+    class FakePublisher(RecordingOutput):
+        def __init__(self, config: Any, on_trigger: Any) -> None:
+            super().__init__()
+            made[type(config).__name__] = (self, on_trigger)
+
+    monkeypatch.setitem(sys.modules, "device.mqtt", types.SimpleNamespace(MqttOutput=FakePublisher))
+    monkeypatch.setitem(sys.modules, "device.web", types.SimpleNamespace(WebServer=FakePublisher))
+    from device.config import MqttConfig, OutputConfig, WebConfig
+
+    config = Config(
+        output=OutputConfig(stdout=False),
+        mqtt=MqttConfig(enabled=True),
+        web=WebConfig(enabled=True),
+    )
+    fired: list[bool] = []
+    with contextlib.ExitStack() as stack:
+        outputs = device.daemon.build_outputs(config, stack, lambda: fired.append(True))
+        assert [type(o) for o in outputs] == [FakePublisher, FakePublisher]
+        assert set(made) == {"MqttConfig", "WebConfig"}
+        made["WebConfig"][1]()
+    assert fired == [True]
+    assert all(publisher.closed for publisher, _ in made.values())
+
+
+def test_disabled_publishers_are_not_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import device.daemon
+
+    monkeypatch.setitem(sys.modules, "device.mqtt", None)  # importing it would fail
+    monkeypatch.setitem(sys.modules, "device.web", None)
+    with contextlib.ExitStack() as stack:
+        outputs = device.daemon.build_outputs(Config(), stack, lambda: None)
+    assert [type(o).__name__ for o in outputs] == ["StdoutOutput"]
