@@ -556,7 +556,9 @@ def build_outputs(
     if config.web.enabled:
         # Imported by name: the web module is optional at type-check time (built separately).
         web_module = importlib.import_module("device.web")
-        web = web_module.WebServer(config.web, on_trigger=on_trigger)
+        r = config.reader.roi
+        roi = (r[0], r[1], r[2], r[3]) if r else None
+        web = web_module.WebServer(config.web, on_trigger=on_trigger, roi=roi)
         stack.callback(web.close)
         outputs.append(web)
     return outputs

@@ -544,7 +544,7 @@ def test_enabled_mqtt_and_web_are_wired_with_the_trigger(
     made: dict[str, Any] = {}
 
     class FakePublisher(RecordingOutput):
-        def __init__(self, config: Any, on_trigger: Any) -> None:
+        def __init__(self, config: Any, on_trigger: Any, **kw: Any) -> None:
             super().__init__()
             made[type(config).__name__] = (self, on_trigger)
 
