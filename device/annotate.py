@@ -16,6 +16,9 @@ TEXT_ON = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 # Text and line sizes grow with the frame so labels stay legible on 640 px and 4000 px images.
 _REFERENCE_SIDE = 640.0
+# Digit labels are scaled to the digit: font scale = box height / this, at least the minimum.
+_DIGIT_TEXT_RATIO = 40.0
+_MIN_TEXT_SCALE = 0.35
 
 
 def annotate(
@@ -35,7 +38,13 @@ def annotate(
     for digit in reading.digits:
         x, y, w, h = digit.box
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), colour, thick)
-        _label(out, f"{digit.label} {digit.confidence:.2f}", (x, y), colour, scale * 0.8, thick)
+        # Label above, confidence in percent below: neighbouring digits' texts then do not
+        # overlap even when the digits almost touch. Text size follows the digit's size.
+        small = min(max(h / _DIGIT_TEXT_RATIO, _MIN_TEXT_SCALE), scale)
+        small_thick = 1 if small < 1 else thick
+        _label(out, str(digit.label), (x, y), colour, small, small_thick)
+        percent = min(99, int(digit.confidence * 100))
+        _label(out, f"{percent}", (x, y + h), colour, small * 0.8, small_thick, above=False)
     summary = reading.text or "no digits"
     summary += " (confident)" if reading.confident else " (not confident)"
     _label(out, summary, (0, out.shape[0]), colour, scale, thick)
@@ -49,12 +58,13 @@ def _label(
     colour: tuple[int, int, int],
     scale: float,
     thick: int,
+    above: bool = True,
 ) -> None:
-    """Text on a filled background above ``corner`` (or inside the image if there is no room)."""
+    """Text on a filled background above (or below) ``corner``, kept inside the image."""
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
     x, y = corner
-    pad = thick + 1
-    top = y - th - base - 2 * pad
+    pad = thick
+    top = y - th - base - 2 * pad if above else y + 1
     if top < 0:
         top = y
     x = min(max(0, x), max(0, img.shape[1] - tw - 2 * pad))
