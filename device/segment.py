@@ -1,0 +1,554 @@
+"""Find the handwritten digits in a camera frame and group them into numbers.
+
+The pipeline, for one grey frame:
+
+1. Estimate the paper (background) brightness on a 1/8-scale copy with a morphological close
+   (open for light ink), so shadows and uneven light cancel out; ink contrast is the
+   difference from that background, divided by it for dark ink (shadows scale both).
+2. Auto-detect polarity (dark ink on paper, or chalk / LCD light on dark) by which side of the
+   background holds more strongly deviating pixels.
+3. Threshold (Otsu, never below a minimum contrast), label connected components.
+4. Remove long thin components (ruled lines, table borders) with a directional opening, keeping
+   the vertical ones to separate table cells.
+5. Drop specks, merge pieces that overlap strongly in x (a two-stroke 4 or 5, strokes cut by a
+   ruled line), drop blobs of the wrong size or shape, split too-wide blobs (touching digits)
+   at the weakest column of the vertical projection.
+6. Chain digits into numbers left to right (close enough, vertically overlapping, no border in
+   between), then order the numbers by rows top to bottom and left to right.
+
+Each digit comes back as an MNIST-like ink crop (bright strokes on 0, neighbours masked out),
+ready for ``device.normalize.normalize_digit``. A ``Segmenter`` reuses its frame-sized buffers,
+so one instance must not be shared between threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from device.errors import ConfigError, ImageError
+
+logger = logging.getLogger(__name__)
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+U8 = npt.NDArray[np.uint8]
+I32 = npt.NDArray[np.int32]
+F32 = npt.NDArray[np.float32]
+
+POLARITIES = ("auto", "dark_on_light", "light_on_dark")
+
+# The background is estimated on a copy this many times smaller per side: the paper's light
+# varies slowly, and a small image makes the large morphological filter cheap.
+_BG_SCALE = 8
+# Smallest odd kernel (in small-image pixels) of the background filter.
+_BG_MIN_KERNEL = 3
+# When auto-detecting polarity, a small-image pixel counts as evidence only if it deviates from
+# the median background by more than this many grey levels (sensor noise stays below it).
+_POLARITY_DEADBAND = 6
+# Contrast images are scaled to 0..255; dark-on-light contrast is relative to the paper.
+_FULL = 255.0
+# Ink crops are scaled so that this quantile of their stroke pixels becomes 1.0: MNIST strokes
+# have a saturated core, a single hot pixel should not set the scale.
+_INK_QUANTILE = 0.9
+# The stroke mask is grown by this many pixels so the anti-aliased fringe stays in the crop.
+_FRINGE = 1
+# Components at least this long (fraction of the frame side) may be ruled lines or borders.
+_LINE_CANDIDATE_FRAC = 0.2
+
+
+def _check(cond: bool, name: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"segmenter config: {name} {message}")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How digits are found; every field is validated and documented."""
+
+    roi: tuple[int, int, int, int] | None = None  # x, y, w, h crop before anything else
+    polarity: str = "auto"  # "auto" | "dark_on_light" | "light_on_dark"
+    min_digit_height: int = 12  # px; smaller blobs are specks
+    max_digit_height_frac: float = 0.9  # of the (roi) frame height; taller blobs are not digits
+    background_kernel: int = 56  # px; background filter size, wider than the thickest stroke
+    denoise: int = 3  # px; box filter against sensor noise before thresholding (1 = off)
+    min_contrast: int = 40  # 0..255; weakest ink contrast that counts (relative for dark ink)
+    hysteresis: float = 0.5  # strokes are traced down to this fraction of the ink level
+    speck_area: int = 8  # px; components smaller than this are noise, dropped before merging
+    merge_overlap: float = 0.5  # x-overlap (fraction of the narrower) that merges two pieces
+    merge_gap: float = 0.35  # max vertical gap between merged pieces, fraction of the taller
+    min_aspect: float = 0.06  # w/h; thinner blobs are line fragments (a "1" is wider)
+    max_aspect: float = 8.0  # w/h; wider blobs are line fragments, not touching digits
+    max_fill: float = 0.9  # ink area / box area; fuller blobs (w >= h/2) are smudges
+    split_aspect: float = 1.25  # w/h above which a blob is taken as touching digits
+    digit_aspect: float = 0.75  # typical digit w/h, to estimate how many digits a blob holds
+    split_search: float = 0.3  # search +- this fraction of one digit width for the cut
+    line_kernel_frac: float = 0.08  # of frame width/height: opening length that finds lines
+    line_min_length_frac: float = 0.25  # of frame width/height: shorter runs are not lines
+    max_line_thickness: int = 10  # px; thicker straight runs are strokes of big digits
+    group_gap: float = 0.9  # digits farther apart than this x their height start a new number
+    row_overlap: float = 0.5  # vertical overlap (of the shorter) that puts two on one row
+
+    def __post_init__(self) -> None:
+        if self.roi is not None:
+            _check(
+                len(self.roi) == 4
+                and all(isinstance(v, int) for v in self.roi)
+                and self.roi[0] >= 0
+                and self.roi[1] >= 0
+                and self.roi[2] > 0
+                and self.roi[3] > 0,
+                "roi",
+                f"must be four whole numbers x, y, w, h with w, h > 0 (got {self.roi!r})",
+            )
+        _check(self.polarity in POLARITIES, "polarity", f"must be one of {POLARITIES}")
+        _check(2 <= self.min_digit_height <= 1000, "min_digit_height", "must be 2..1000 px")
+        _check(0.05 < self.max_digit_height_frac <= 1.0, "max_digit_height_frac", "must be in (0.05, 1]")
+        _check(8 <= self.background_kernel <= 1024, "background_kernel", "must be 8..1024 px")
+        _check(1 <= self.denoise <= 9 and self.denoise % 2 == 1, "denoise", "must be 1, 3, 5, 7 or 9")
+        _check(1 <= self.min_contrast <= 254, "min_contrast", "must be 1..254")
+        _check(0.1 <= self.hysteresis <= 1.0, "hysteresis", "must be 0.1..1")
+        _check(0 <= self.speck_area <= 10_000, "speck_area", "must be 0..10000 px")
+        _check(0.0 < self.merge_overlap <= 1.0, "merge_overlap", "must be in (0, 1]")
+        _check(0.0 <= self.merge_gap <= 2.0, "merge_gap", "must be 0..2")
+        _check(0.0 <= self.min_aspect < 1.0, "min_aspect", "must be 0..1")
+        _check(2.0 <= self.max_aspect <= 100.0, "max_aspect", "must be 2..100")
+        _check(0.3 <= self.max_fill <= 1.0, "max_fill", "must be 0.3..1")
+        _check(0.5 <= self.split_aspect <= 10.0, "split_aspect", "must be 0.5..10")
+        _check(0.2 <= self.digit_aspect <= 2.0, "digit_aspect", "must be 0.2..2")
+        _check(0.0 <= self.split_search <= 0.5, "split_search", "must be 0..0.5")
+        _check(0.01 <= self.line_kernel_frac <= 1.0, "line_kernel_frac", "must be 0.01..1")
+        _check(
+            self.line_kernel_frac <= self.line_min_length_frac <= 1.0,
+            "line_min_length_frac",
+            "must be between line_kernel_frac and 1",
+        )
+        _check(1 <= self.max_line_thickness <= 100, "max_line_thickness", "must be 1..100 px")
+        _check(0.0 <= self.group_gap <= 20.0, "group_gap", "must be 0..20")
+        _check(0.0 < self.row_overlap <= 1.0, "row_overlap", "must be in (0, 1]")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmenterConfig:
+        """Build from a config table; unknown keys are errors that name the key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"segmenter config: unknown key(s) {unknown}; known keys are {sorted(known)}"
+            )
+        values = dict(data)
+        if values.get("roi") is not None:
+            roi = values["roi"]
+            if not isinstance(roi, (list, tuple)):
+                raise ConfigError("segmenter config: roi must be a list [x, y, w, h]")
+            values["roi"] = tuple(roi)
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise ConfigError(f"segmenter config: {e}") from e
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One digit found in a frame."""
+
+    box: Box  # x, y, w, h in FULL-frame coordinates (roi offset added back)
+    ink: F32  # (h, w) float32 crop of the box, ink bright in [0, 1], other blobs zeroed
+    group: int  # which number (row / cell / gap-separated cluster), 0-based in reading order
+
+
+@dataclass
+class _Blob:
+    """A digit candidate in roi coordinates: its box and the component labels it is made of."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    labels: list[int]
+    area: int
+    # For a piece of a split blob: the column range (roi coords) it keeps.
+    cols: tuple[int, int] | None = None
+
+    @property
+    def x1(self) -> int:
+        return self.x + self.w
+
+    @property
+    def y1(self) -> int:
+        return self.y + self.h
+
+
+class _Buffers:
+    """Frame-sized working arrays, reallocated only when the frame size changes."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.shape = (h, w)
+        self.gray: U8 = np.empty((h, w), np.uint8)
+        self.bg: U8 = np.empty((h, w), np.uint8)
+        self.contrast: U8 = np.empty((h, w), np.uint8)
+        self.binary: U8 = np.empty((h, w), np.uint8)
+        self.labels: I32 = np.empty((h, w), np.int32)
+
+
+class Segmenter:
+    """Splits a frame into digit crops grouped into numbers (see the module docstring)."""
+
+    def __init__(self, config: SegmenterConfig | None = None) -> None:
+        self.config = config if config is not None else SegmenterConfig()
+        self._buf: _Buffers | None = None
+        self.last_polarity = ""  # what the last frame was read as, for logs and the web view
+
+    # ---------------------------------------------------------------- frame preparation
+    def _gray(self, frame: npt.NDArray[Any]) -> tuple[U8, int, int]:
+        """Validate the frame, crop the roi and return (grey view, x offset, y offset)."""
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+            kind = frame.dtype if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise ImageError(f"frame must be a uint8 numpy image, got {kind}; decode it first")
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[..., 0]
+        if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
+            raise ImageError(
+                f"frame shape {frame.shape} is not grey (HxW) or colour (HxWx3 BGR / HxWx4 BGRA)"
+            )
+        fh, fw = frame.shape[:2]
+        x0, y0, w, h = 0, 0, fw, fh
+        roi = self.config.roi
+        if roi is not None:
+            x0, y0, w, h = roi
+            if x0 + w > fw or y0 + h > fh:
+                raise ImageError(
+                    f"roi {roi} does not fit inside the {fw}x{fh} frame; "
+                    "fix segment.roi in the config"
+                )
+        if h < self.config.min_digit_height or w < self.config.min_digit_height:
+            raise ImageError(
+                f"frame (or roi) {w}x{h} is smaller than one digit "
+                f"({self.config.min_digit_height} px); use a larger frame or roi"
+            )
+        view = frame[y0 : y0 + h, x0 : x0 + w]
+        buf = self._buffers(h, w)
+        if view.ndim == 2:
+            np.copyto(buf.gray, view)
+        else:
+            code = cv2.COLOR_BGR2GRAY if view.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+            cv2.cvtColor(view, code, dst=buf.gray)
+        if self.config.denoise > 1:
+            # In place: OpenCV's box filter reads through its own border buffer.
+            k = self.config.denoise
+            cv2.blur(buf.gray, (k, k), dst=buf.gray)
+        return buf.gray, x0, y0
+
+    def _buffers(self, h: int, w: int) -> _Buffers:
+        if self._buf is None or self._buf.shape != (h, w):
+            self._buf = _Buffers(h, w)
+        return self._buf
+
+    def _contrast(self, gray: U8) -> tuple[U8, str]:
+        """Ink contrast image (0..255, ink bright) and the polarity it was read with."""
+        buf = self._buffers(*gray.shape)
+        h, w = gray.shape
+        small = cv2.resize(
+            gray,
+            (max(1, w // _BG_SCALE), max(1, h // _BG_SCALE)),
+            interpolation=cv2.INTER_AREA,
+        )
+        k = max(_BG_MIN_KERNEL, self.config.background_kernel // _BG_SCALE) | 1
+        polarity = self.config.polarity
+        if polarity == "auto":
+            median = cv2.medianBlur(small, min(k, 5) if small.dtype == np.uint8 else 5)
+            darker = cv2.subtract(median, small)
+            lighter = cv2.subtract(small, median)
+            dark_score = int(np.count_nonzero(darker > _POLARITY_DEADBAND))
+            light_score = int(np.count_nonzero(lighter > _POLARITY_DEADBAND))
+            polarity = "light_on_dark" if light_score > dark_score else "dark_on_light"
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+        # A close removes dark strokes narrower than the kernel and leaves the paper; an open
+        # does the same for light strokes.
+        op = cv2.MORPH_CLOSE if polarity == "dark_on_light" else cv2.MORPH_OPEN
+        bg_small = cv2.morphologyEx(small, op, kernel, borderType=cv2.BORDER_REPLICATE)
+        cv2.resize(bg_small, (w, h), dst=buf.bg, interpolation=cv2.INTER_LINEAR)
+        if polarity == "dark_on_light":
+            cv2.subtract(buf.bg, gray, dst=buf.contrast)
+            # Relative darkness: a shadow dims paper and ink alike, the ratio stays.
+            cv2.divide(buf.contrast, buf.bg, dst=buf.contrast, scale=_FULL)
+        else:
+            cv2.subtract(gray, buf.bg, dst=buf.contrast)
+        return buf.contrast, polarity
+
+    # ---------------------------------------------------------------- main entry
+    def segment(self, frame: npt.NDArray[Any]) -> list[Segment]:
+        """Digits of ``frame`` (BGR uint8 HxWx3 or grey HxW), in reading order."""
+        cfg = self.config
+        gray, ox, oy = self._gray(frame)
+        buf = self._buffers(*gray.shape)
+        contrast, polarity = self._contrast(gray)
+        self.last_polarity = polarity
+        otsu, _ = cv2.threshold(contrast, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        level = max(float(cfg.min_contrast), otsu)
+        # Hysteresis: components are traced at a lower level so faint stroke sections and
+        # thin ruled lines stay connected, and kept only if they reach ``level`` somewhere.
+        cv2.threshold(contrast, level * cfg.hysteresis, 255, cv2.THRESH_BINARY, dst=buf.binary)
+        n, labels, stats = self._components(buf)
+        separators: list[Box] = []
+        h, w = gray.shape
+        long_h = _LINE_CANDIDATE_FRAC * w
+        long_v = _LINE_CANDIDATE_FRAC * h
+        candidates = [
+            i
+            for i in range(1, n)
+            if stats[i, cv2.CC_STAT_WIDTH] >= long_h or stats[i, cv2.CC_STAT_HEIGHT] >= long_v
+        ]
+        if candidates:
+            separators = self._remove_lines(buf, labels, stats, candidates)
+            n, labels, stats = self._components(buf)
+        strong = np.bincount(labels[contrast > level], minlength=n) > 0
+        blobs = self._blobs(n, stats, strong, h)
+        blobs = self._split_wide(blobs, labels)
+        groups = self._group(blobs, separators)
+        out: list[Segment] = []
+        for g, members in enumerate(groups):
+            for b in members:
+                ink = self._ink(b, labels, contrast)
+                out.append(Segment((b.x + ox, b.y + oy, b.w, b.h), ink, g))
+        return out
+
+    def _components(self, buf: _Buffers) -> tuple[int, I32, I32]:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(
+            buf.binary, labels=buf.labels, connectivity=8, ltype=cv2.CV_32S
+        )
+        return int(n), labels, stats
+
+    # ---------------------------------------------------------------- lines and borders
+    def _remove_lines(
+        self, buf: _Buffers, labels: I32, stats: I32, candidates: list[int]
+    ) -> list[Box]:
+        """Erase ruled lines / borders among the candidate components; return vertical ones."""
+        cfg = self.config
+        h, w = buf.binary.shape
+        xs = [stats[i, cv2.CC_STAT_LEFT] for i in candidates]
+        ys = [stats[i, cv2.CC_STAT_TOP] for i in candidates]
+        x1s = [stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in candidates]
+        y1s = [stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in candidates]
+        x0, y0, x1, y1 = min(xs), min(ys), max(x1s), max(y1s)
+        lab = labels[y0:y1, x0:x1]
+        mask = np.isin(lab, candidates).astype(np.uint8)
+        lines = np.zeros_like(mask)
+        vertical: list[Box] = []
+        for horizontal in (True, False):
+            length = max(3, round(cfg.line_kernel_frac * (w if horizontal else h)))
+            min_len = cfg.line_min_length_frac * (w if horizontal else h)
+            size = (length, 1) if horizontal else (1, length)
+            kernel = cv2.getStructuringElement(cv2.MORPH_RECT, size)
+            runs = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+            n, rl, st, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+            found = np.zeros_like(mask)
+            for i in range(1, n):
+                sx, sy, sw, sh, area = (int(v) for v in st[i])
+                extent = sw if horizontal else sh
+                if extent < min_len or area / extent > cfg.max_line_thickness:
+                    continue
+                found[rl == i] = 1
+                if not horizontal:
+                    vertical.append((sx + x0, sy + y0, sw, sh))
+            if found.any():
+                # Grow along the line by half a kernel (the opening trims line ends and leaves
+                # stubs at junctions that look like 1s) and by a pixel across it (the
+                # anti-aliased edges).
+                grow = (length, 3) if horizontal else (3, length)
+                cv2.bitwise_or(lines, cv2.dilate(found, np.ones(grow[::-1], np.uint8)), dst=lines)
+        if lines.any():
+            # Only the long components lose pixels: digits clear of the lines stay whole.
+            erase = (lines > 0) & (mask > 0)
+            buf.binary[y0:y1, x0:x1][erase] = 0
+            buf.contrast[y0:y1, x0:x1][erase] = 0
+        return vertical
+
+    # ---------------------------------------------------------------- blobs
+    def _blobs(self, n: int, stats: I32, strong: npt.NDArray[np.bool_], frame_h: int) -> list[_Blob]:
+        """Components -> merged digit candidates of a plausible size and shape."""
+        cfg = self.config
+        pieces = [
+            _Blob(
+                int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3]), [i],
+                int(stats[i, 4]),
+            )
+            for i in range(1, n)
+            if strong[i] and stats[i, cv2.CC_STAT_AREA] >= cfg.speck_area
+        ]
+        pieces.sort(key=lambda b: -b.area)
+        max_h = cfg.max_digit_height_frac * frame_h
+        merged: list[_Blob] = []
+        # Greedy, biggest first: a small piece joins the blob it overlaps most in x.
+        for p in pieces:
+            best, best_overlap = None, 0.0
+            for m in merged:
+                overlap = min(p.x1, m.x1) - max(p.x, m.x)
+                frac = overlap / max(1, min(p.w, m.w))
+                gap = max(p.y, m.y) - min(p.y1, m.y1)
+                if (
+                    frac >= cfg.merge_overlap
+                    and gap <= cfg.merge_gap * max(p.h, m.h)
+                    and max(p.y1, m.y1) - min(p.y, m.y) <= max_h
+                    and frac > best_overlap
+                ):
+                    best, best_overlap = m, frac
+            if best is None:
+                merged.append(p)
+                continue
+            nx, ny = min(best.x, p.x), min(best.y, p.y)
+            best.w, best.h = max(best.x1, p.x1) - nx, max(best.y1, p.y1) - ny
+            best.x, best.y = nx, ny
+            best.labels += p.labels
+            best.area += p.area
+        out = []
+        for b in merged:
+            aspect = b.w / b.h
+            if b.h < cfg.min_digit_height or b.h > max_h:
+                continue
+            if aspect < cfg.min_aspect or aspect > cfg.max_aspect:
+                continue
+            if aspect >= 0.5 and b.area > cfg.max_fill * b.w * b.h:
+                continue
+            out.append(b)
+        return out
+
+    def _split_wide(self, blobs: list[_Blob], labels: I32) -> list[_Blob]:
+        """Split blobs wider than one digit at the weakest columns of their projection."""
+        cfg = self.config
+        out: list[_Blob] = []
+        for b in blobs:
+            if b.w <= cfg.split_aspect * b.h:
+                out.append(b)
+                continue
+            count = max(2, round(b.w / (cfg.digit_aspect * b.h)))
+            mask = np.isin(labels[b.y : b.y1, b.x : b.x1], b.labels)
+            profile = mask.sum(axis=0)
+            step = b.w / count
+            cuts = [0]
+            for k in range(1, count):
+                centre = k * step
+                lo = max(cuts[-1] + 1, int(centre - cfg.split_search * step))
+                hi = min(b.w - 1, int(centre + cfg.split_search * step) + 1)
+                if hi <= lo:
+                    continue
+                window = profile[lo:hi]
+                # Weakest column; among equals the one nearest the expected cut.
+                weakest = np.flatnonzero(window == window.min()) + lo
+                cuts.append(int(weakest[np.argmin(np.abs(weakest - centre))]))
+            cuts.append(b.w)
+            for c0, c1 in zip(cuts[:-1], cuts[1:], strict=True):
+                part = mask[:, c0:c1]
+                rows = np.flatnonzero(part.any(axis=1))
+                cols = np.flatnonzero(part.any(axis=0))
+                if rows.size == 0 or rows[-1] + 1 - rows[0] < cfg.min_digit_height:
+                    continue
+                px = b.x + c0 + int(cols[0])
+                pw = int(cols[-1]) + 1 - int(cols[0])
+                out.append(
+                    _Blob(
+                        px, b.y + int(rows[0]), pw, int(rows[-1]) + 1 - int(rows[0]),
+                        b.labels, int(part.sum()), (px, px + pw),
+                    )
+                )
+        return out
+
+    # ---------------------------------------------------------------- grouping
+    def _group(self, blobs: list[_Blob], separators: list[Box]) -> list[list[_Blob]]:
+        """Chain digits into numbers, then order numbers by rows and x."""
+        cfg = self.config
+        blobs = sorted(blobs, key=lambda b: b.x)
+        nxt: dict[int, int] = {}
+        prev: dict[int, int] = {}
+        # Each digit links to the nearest digit on its right that shares its row.
+        pairs = []
+        for i, a in enumerate(blobs):
+            for j in range(i + 1, len(blobs)):
+                b = blobs[j]
+                gap = b.x - a.x1
+                size = max(a.h, b.h)
+                if gap > cfg.group_gap * size:
+                    continue
+                overlap = min(a.y1, b.y1) - max(a.y, b.y)
+                if overlap < cfg.row_overlap * min(a.h, b.h):
+                    continue
+                if any(_between(a, b, s) for s in separators):
+                    continue
+                pairs.append((max(gap, 0), i, j))
+        for _, i, j in sorted(pairs):
+            if i not in nxt and j not in prev:
+                nxt[i], prev[j] = j, i
+        chains = []
+        for i in range(len(blobs)):
+            if i in prev:
+                continue
+            chain = [i]
+            while chain[-1] in nxt:
+                chain.append(nxt[chain[-1]])
+            chains.append([blobs[k] for k in chain])
+        boxes = [_union(c) for c in chains]
+        return [chains[i] for i in reading_order(boxes, cfg.row_overlap)]
+
+    # ---------------------------------------------------------------- crops
+    def _ink(self, b: _Blob, labels: I32, contrast: U8) -> F32:
+        """The blob's contrast crop, its own strokes only, scaled to MNIST-like ink."""
+        lab = labels[b.y : b.y1, b.x : b.x1]
+        own = np.isin(lab, b.labels)
+        if b.cols is not None:
+            # A piece of a split blob: other pieces' columns belong to other digits.
+            own[:, : b.cols[0] - b.x] = False
+            own[:, b.cols[1] - b.x :] = False
+        grown = cv2.dilate(own.astype(np.uint8), np.ones((2 * _FRINGE + 1,) * 2, np.uint8))
+        keep = (grown > 0) & ((lab == 0) | own)
+        ink = contrast[b.y : b.y1, b.x : b.x1].astype(np.float32)
+        ink[~keep] = 0.0
+        strokes = ink[own]
+        top = float(np.quantile(strokes, _INK_QUANTILE)) if strokes.size else 0.0
+        if top <= 0:
+            return np.zeros_like(ink)
+        return np.minimum(ink / top, 1.0).astype(np.float32)
+
+
+def _between(a: _Blob, b: _Blob, sep: Box) -> bool:
+    """True when a vertical separator lies between a (left) and b and spans their rows."""
+    sx, sy, sw, sh = sep
+    centre = sx + sw / 2
+    if not (a.x1 - sw <= centre <= b.x + sw):
+        return False
+    top, bottom = min(a.y, b.y), max(a.y1, b.y1)
+    return sy < bottom and sy + sh > top
+
+
+def _union(blobs: list[_Blob]) -> Box:
+    x = min(b.x for b in blobs)
+    y = min(b.y for b in blobs)
+    return x, y, max(b.x1 for b in blobs) - x, max(b.y1 for b in blobs) - y
+
+
+def reading_order(boxes: list[Box], row_overlap: float = 0.5) -> list[int]:
+    """Indices of boxes in reading order: rows top to bottom, then left to right.
+
+    A box joins a row when its vertical span overlaps a box of that row by ``row_overlap``
+    of the shorter of the two (the host's frame renderer uses the same rule for its truth).
+    """
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)
+    rows: list[list[int]] = []
+    for i in order:
+        _, y, _, h = boxes[i]
+        for row in rows:
+            # Single linkage: sharing the row with any member is enough, so a long, slightly
+            # tilted row stays one row.
+            if any(
+                min(y + h, boxes[j][1] + boxes[j][3]) - max(y, boxes[j][1])
+                >= row_overlap * min(h, boxes[j][3])
+                for j in row
+            ):
+                row.append(i)
+                break
+        else:
+            rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda j: boxes[j][0])]
