@@ -582,6 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logger.info("%s received; stopping", signal.Signals(signum).name)
         stop.set()
+        # A second Ctrl-C (or SIGTERM) kills at once, should the clean stop ever hang.
+        signal.signal(signum, signal.SIG_DFL)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
