@@ -103,7 +103,12 @@ def _fingerprint(frame: Frame) -> bytes:
 
 
 class Daemon:
-    """The read-decide-publish loop with camera fault handling."""
+    """The read-decide-publish loop with camera fault handling.
+
+    ``open_source`` is a factory rather than an open source because a failed camera is closed
+    and opened again; ``wait`` (default: the stop event's wait) and ``clock`` are injected so
+    tests run the backoff without sleeping.
+    """
 
     def __init__(
         self,
