@@ -18,7 +18,7 @@ from device.read import main
 
 ROOT = Path(__file__).resolve().parent.parent
 # MNIST test digits the model reads with high confidence; drawn as dark ink on paper.
-SAMPLE_INDEXES = (0, 1, 2, 3)  # labels 7, 2, 1, 0
+SAMPLE_INDEXES = (0, 1, 3, 4)  # labels 7, 2, 0, 4
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,13 @@ def test_roi_limits_where_digits_are_looked_for(
 ) -> None:
     image, text = sheet
     path = _png(tmp_path / "sheet.png", image)
-    # Only the first two digits (x 120..310) lie inside this region.
-    code, lines, _ = _run(["--json", "--roi", "100,40,215,160", path], capsys)
+    # The first two digits' ink lies left of x = 312, the last two right of it.
+    code, lines, _ = _run(["--json", "--roi", "0,0,312,240", path], capsys)
     assert code == 0 and json.loads(lines[0])["reading"] == text[:2]
+    code, lines, _ = _run(["--json", "--roi", "312,0,328,240", path], capsys)
+    result = json.loads(lines[0])
+    assert code == 0 and result["reading"] == text[2:]
+    assert all(d["box"][0] >= 312 for d in result["digits"])
 
 
 def test_16bit_and_rgba_pngs_read_like_the_8bit_original(
