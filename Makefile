@@ -15,7 +15,7 @@ PI_KEY ?=
 PI_DIR ?= /opt/digit-reader
 export PI PI_PORT PI_KEY PI_DIR
 
-.PHONY: help setup data train train-seed convert evaluate frames demo test lint typecheck \
+.PHONY: help setup data train train-seed convert convert-seed evaluate frames demo test lint typecheck \
         bench deploy deploy-model rollback provision test-arm64 clean
 
 help: ## List the targets
@@ -44,7 +44,10 @@ train-seed: data ## Train the tutorial's seed CNN -> models/seed.keras
 	$(PY) -m host.train --arch seed --out models/seed.keras
 
 convert: $(STAMP) ## Convert to a full-integer LiteRT model + contract (models/digits.tflite, .json)
-	$(PY) -m host.convert
+	$(PY) -m host.convert --float
+
+convert-seed: $(STAMP) ## Convert the seed network too (models/seed.tflite), for the report and bench
+	$(PY) -m host.convert --keras models/seed.keras --out models/seed.tflite --float
 
 evaluate: data ## Evaluate Keras vs int8 LiteRT on MNIST test; write reports/
 	$(PY) -m host.evaluate

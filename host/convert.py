@@ -50,6 +50,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the Pi's service user must read the model
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,125 @@
+"""Host pipeline end to end on a tiny run: train → convert → the interpreter reads digits;
+and bad input (wrong --arch, not-a-model, unwritable output) fails cleanly, losing nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.contract import load_contract, sha256_file
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "digits.keras"
+    r = run(
+        "-m", "host.train", "--limit", "2000", "--epochs", "1", "--out", str(out), "--verbose", "0"
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Total params" in r.stdout  # model.summary() printed at start
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_train_convert_and_interpreter_predicts(tiny_model: Path):
+    tflite = tiny_model.with_suffix(".tflite")
+    r = run("-m", "host.convert", "--keras", str(tiny_model), "--out", str(tflite))
+    assert r.returncode == 0, r.stderr[-2000:]
+    contract = load_contract(tflite)  # schema + sha256 checked by the device's own loader
+    assert contract.sha256 == sha256_file(tflite)
+    manifest = json.loads(tflite.with_suffix(".json").read_text())
+    assert manifest["training"]["limit"] == 2000 and manifest["arch"] == "default"
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from device.contract import dequantize, to_input_tensor
+    from host.augment import renormalize
+    from host.mnist import load_mnist
+
+    interp = Interpreter(model_path=str(tflite))
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    data = load_mnist()
+    x = renormalize(data.x_test[:200])
+    interp.resize_tensor_input(inp["index"], [200, 28, 28, 1])
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], to_input_tensor(x, contract.input))
+    interp.invoke()
+    probs = dequantize(interp.get_tensor(out["index"]), contract.output)
+    assert probs.shape == (200, 10)
+    assert np.allclose(probs.sum(1), 1.0, atol=0.05)
+    # One epoch on 2,000 digits is not a good model, but the int8 file must agree with it.
+    import keras
+
+    keras_probs = keras.models.load_model(tiny_model).predict(x[..., None], verbose=0)
+    assert (keras_probs.argmax(1) == probs.argmax(1)).mean() >= 0.9
+
+
+@pytest.mark.slow
+def test_init_from_continues_and_extra_images_are_used(tiny_model: Path, tmp_path: Path):
+    import cv2
+
+    extra = tmp_path / "mine"
+    for d in (3, 7):
+        (extra / str(d)).mkdir(parents=True)
+        img = np.full((60, 40), 230, np.uint8)
+        cv2.putText(img, str(d), (5, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.8, 20, 4)
+        cv2.imwrite(str(extra / str(d) / "a.png"), img)
+    (extra / "7" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "ft.keras"
+    r = run(
+        "-m", "host.train", "--limit", "500", "--epochs", "1", "--init-from", str(tiny_model),
+        "--extra", str(extra), "--out", str(out), "--verbose", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "broken.png" in r.stderr  # reported by path and skipped
+    info = json.loads(out.with_suffix(".train.json").read_text())
+    assert info["init_from"] == str(tiny_model) and info["train_samples"] > 500
+
+
+def test_wrong_arch_is_a_clear_error():
+    r = run("-m", "host.train", "--arch", "resnet", "--limit", "100", "--out", "/tmp/x.keras")
+    assert r.returncode == 2
+    assert "unknown --arch 'resnet'" in r.stderr and "default" in r.stderr
+
+
+def test_convert_refuses_a_file_that_is_not_a_model(tmp_path: Path):
+    bogus = tmp_path / "digits.keras"
+    bogus.write_bytes(b"PK\x03\x04 definitely not keras")
+    out = tmp_path / "out.tflite"
+    r = run("-m", "host.convert", "--keras", str(bogus), "--out", str(out))
+    assert r.returncode == 2 and "is not a Keras model" in r.stderr
+    assert not out.exists()
+
+
+def test_unwritable_output_path_is_refused_before_training(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file, not a folder")
+    r = run("-m", "host.train", "--limit", "100", "--out", str(blocker / "digits.keras"))
+    assert r.returncode == 2 and "cannot write" in r.stderr
+    assert blocker.read_text() == "I am a file, not a folder"
+
+
+def test_failed_conversion_keeps_the_existing_model(tmp_path: Path):
+    bogus = tmp_path / "digits.keras"
+    bogus.write_bytes(b"PK\x03\x04 not a model")
+    out = tmp_path / "out.tflite"
+    out.write_bytes(b"last good model")
+    r = run("-m", "host.convert", "--keras", str(bogus), "--out", str(out))
+    assert r.returncode == 2
+    assert out.read_bytes() == b"last good model"
