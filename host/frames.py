@@ -49,7 +49,7 @@ LIGHT_ON_DARK_P = 0.2
 MAX_DIGITS, MAX_NUMBERS = 8, 3
 # Gap between digits of one number, as a fraction of digit height; touching digits overlap.
 DIGIT_GAP = (0.06, 0.3)
-TOUCH_OVERLAP = (0.04, 0.12)
+TOUCH_OVERLAP = (0.0, 0.06)
 TOUCHING_P = 0.25
 # Clear gap between two numbers on one row, as a fraction of digit height.
 NUMBER_GAP = (1.6, 3.0)
@@ -361,7 +361,8 @@ def _illumination(rng: np.random.Generator, w: int, h: int, tags: set[str]) -> n
                 int(rng.integers(sh // 6, sh // 2 + 1)),
             )
             cv2.ellipse(mask, centre, axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
-        soft = rng.uniform(0.5, 3.0)
+        # Penumbra of 15-40 px: a hand or phone a hand's breadth above the page.
+        soft = rng.uniform(2.0, 5.0)
         mask = cv2.GaussianBlur(mask, (0, 0), soft)
         light *= 1 - rng.uniform(0.25, 0.55) * mask
         tags.add("shadow")

@@ -59,7 +59,7 @@ def _line(
 
 def continental_1(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Add the long diagonal upstroke (flag) of a continental-style 1 to the stem's top."""
-    h, w = alpha.shape
+    h, _w = alpha.shape
     width = _stroke_width(alpha)
     pad = int(0.45 * h)
     out = cv2.copyMakeBorder(alpha, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0.0)
@@ -75,7 +75,7 @@ def continental_1(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def crossed_7(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw a short bar across the 7's stem at about mid height."""
-    h, w = alpha.shape
+    h, _w = alpha.shape
     width = _stroke_width(alpha)
     y = int(rng.uniform(0.45, 0.6) * h)
     xs = np.flatnonzero(alpha[y] > 0.5)
@@ -109,7 +109,7 @@ def _four_parts(alpha: np.ndarray) -> tuple[int, int, int, int]:
 
 def open_4(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Open the top of a 4: the left stroke stops short of the stem, leaving a gap at the top."""
-    h, w = alpha.shape
+    _h, _w = alpha.shape
     top, bar, stem, _ = _four_parts(alpha)
     width = _stroke_width(alpha)
     out = alpha.copy()
@@ -121,7 +121,7 @@ def open_4(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def closed_4(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Close a 4 into a triangle: a diagonal from the stem's top to the crossbar's left end."""
-    top, bar, stem, stem_top = _four_parts(alpha)
+    _top, bar, stem, stem_top = _four_parts(alpha)
     width = _stroke_width(alpha)
     xs = np.flatnonzero(alpha[bar] > 0.5)
     if xs.size == 0:
