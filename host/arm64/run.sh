@@ -150,6 +150,7 @@ fi
 # --- stage 3: copy the project (device code, model, frames, device-only tests) ---------------
 [[ -f $REPO/models/digits.tflite && -f $REPO/models/digits.json ]] ||
     die "models/digits.tflite or models/digits.json is missing; run 'make train convert' first"
+[[ -f $REPO/tests/frames/truth.json ]] || die "tests/frames/truth.json is missing; run 'make frames' first"
 stage "copying device/ models/ tests/frames and the device tests into the rootfs"
 if [[ -n ${ARM64_TESTS:-} ]]; then
     read -r -a tests <<<"$ARM64_TESTS"

@@ -26,74 +26,33 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-PI=${PI:-}
-PI_PORT=${PI_PORT:-22}
-PI_KEY=${PI_KEY:-}
-PI_DIR=${PI_DIR:-/opt/digit-reader}
+PROG=deploy
 HOST_PY=${PYTHON:-python3}
 MODEL_FILES=(models/digits.tflite models/digits.json)
 # Settings forwarded to remote.sh on the Pi.
 FORWARD=(PI_DIR DEPLOY_VENV DEPLOY_NO_SYSTEMD DEPLOY_CONF_DIR DEPLOY_KEEP DEPLOY_RESERVE_MB
     DEPLOY_READY_TIMEOUT DEPLOY_SELFTEST_TIMEOUT DEPLOY_FAULT)
-
-die() { echo "deploy: $*" >&2; exit 1; }
-
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=host/deploy/lib.sh
+source "$HERE/lib.sh"
 
-check_settings() {
-    [[ -n $PI ]] || die "PI is not set; run: make deploy PI=user@host (e.g. PI=pi@raspberrypi.local)"
-    [[ $PI_PORT =~ ^[0-9]+$ ]] || die "PI_PORT=$PI_PORT is not a port number"
-    [[ $PI_DIR == /* ]] || die "PI_DIR=$PI_DIR must be an absolute path on the Pi"
-    [[ -z $PI_KEY || -r $PI_KEY ]] || die "PI_KEY=$PI_KEY does not exist or cannot be read; point it at your private key"
-    for tool in ssh rsync; do
-        command -v "$tool" >/dev/null || die "$tool is not installed here; apt-get install openssh-client rsync"
-    done
-    SSH=(ssh -p "$PI_PORT" -o BatchMode=yes -o ConnectTimeout="${DEPLOY_CONNECT_TIMEOUT:-10}"
-        -o StrictHostKeyChecking=accept-new)
-    [[ -n $PI_KEY ]] && SSH+=(-i "$PI_KEY" -o IdentitiesOnly=yes)
-    local extra=()
-    read -r -a extra <<<"${PI_SSH_OPTS:-}"
-    SSH+=("${extra[@]}")
-    # rsync -e takes one string and splits it on spaces, honouring quotes but not backslashes.
-    RSYNC_RSH=""
-    local arg
-    for arg in "${SSH[@]}"; do
-        [[ $arg != *"'"* ]] || die "ssh option $arg contains a single quote, which rsync -e cannot pass"
-        RSYNC_RSH+="'$arg' "
-    done
-}
-
-remote() { # remote CMD ARGS...: run remote.sh on the Pi; errors become one line and exit 1
-    local cmd name rc=0 msg
-    cmd="env"
+remote() { # remote CMD ARGS...: run remote.sh on the Pi with the forwarded settings
+    local cmd=env name
     for name in "${FORWARD[@]}"; do
-        [[ -n ${!name:-} ]] && cmd+=" $name=$(printf '%q' "${!name}")"
+        if [[ -n ${!name:-} ]]; then cmd+=" $name=$(printf '%q' "${!name}")"; fi
     done
-    cmd+=" bash -s --$(printf ' %q' "$@")"
-    "${SSH[@]}" "$PI" "$cmd" <"$HERE/remote.sh" 2>"$TMP/stderr" || rc=$?
-    ((rc == 0)) && return 0
-    msg=$(grep -v -e '^Warning: Permanently added' -e '^[[:space:]]*$' "$TMP/stderr" | tail -n 1)
-    if ((rc == 255)); then
-        case $msg in
-        *"Permission denied"*) die "ssh refused the login to $PI ($msg); check PI_KEY or run ssh-copy-id -p $PI_PORT $PI" ;;
-        *"Host key verification failed"* | *"REMOTE HOST IDENTIFICATION"*) die "the host key of $PI changed; if the Pi was reinstalled run: ssh-keygen -R ${PI#*@}" ;;
-        *) die "cannot reach $PI on port $PI_PORT over ssh (${msg:-ssh exited 255}); is it on and on the network?" ;;
-        esac
-    fi
-    die "${msg#error: }"
+    run_on_pi "$HERE/remote.sh" "$cmd bash -s --$(printf ' %q' "$@")"
 }
 
 transfer() { # LINK_DEST SRC... DEST: resumable rsync (partial files wait in .rsync-partial);
     # files equal to those in LINK_DEST (the current release on the Pi) become hard links.
-    local link_dest=$1 dest=${*: -1} rc=0 msg
+    local link_dest=$1 dest=${*: -1} rc=0
     local sources=("${@:2:$#-2}")
     rsync -rlt --chmod=D755,F644 --delete --partial-dir=.rsync-partial \
         --link-dest="$link_dest" -e "$RSYNC_RSH" \
         "${sources[@]}" "$PI:$dest/" 2>"$TMP/stderr" || rc=$?
-    ((rc == 0)) && return 0
-    msg=$(grep -v -e '^Warning: Permanently added' -e '^[[:space:]]*$' "$TMP/stderr" | tail -n 1)
-    die "copying to $PI:$dest failed (rsync exit $rc: $msg); current is unchanged"
+    ((rc == 0)) || die "copying to $PI:$dest failed (rsync exit $rc: $(last_error "$TMP/stderr")); current is unchanged"
 }
 
 fault() { # tests only: stop at the named point
@@ -160,7 +119,7 @@ main() {
     deploy | deploy-model | rollback) ;;
     *) die "usage: deploy.sh deploy|deploy-model|rollback (settings: PI, PI_PORT, PI_KEY, PI_DIR)" ;;
     esac
-    check_settings
+    ssh_setup
     case $cmd in
     deploy) cmd_deploy ;;
     deploy-model) cmd_deploy_model ;;

@@ -1,8 +1,9 @@
 """Print the device's pip requirements, read from pyproject.toml so the Pi gets the same bounds.
 
-The device needs the core ``dependencies`` plus the ``device`` extra; never the host extra
-(TensorFlow). ``--with NAME`` adds one named requirement from another extra (the arm64 test
-rootfs adds ``pytest`` from ``test``). Used by host/deploy/deploy.sh and host/arm64/run.sh.
+The device needs the core ``dependencies`` plus the ``device`` extra, never the host extra
+(TensorFlow); ``PI_CAPS`` narrows a bound where the Pi's apt packages demand it. ``--with NAME``
+adds one named requirement from another extra (the arm64 test rootfs adds ``pytest`` from
+``test``). Used by host/deploy/deploy.sh and host/arm64/run.sh.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 DEVICE_EXTRAS = ("device",)
+# Extra upper bounds on the Pi. The venv sees Raspberry Pi OS's python3-picamera2 (system site
+# packages), whose python3-simplejpeg is compiled against Debian's NumPy 1.24: it fails to import
+# under NumPy 2 ("numpy.dtype size changed"). NumPy 1.x is forward compatible, so cap it below 2
+# (pip then picks an opencv-python-headless that still supports NumPy 1.x).
+PI_CAPS = {"numpy": "<2"}
 
 
 def _name(requirement: str) -> str:
@@ -34,7 +40,10 @@ def device_requirements(pyproject: Path, extra_names: list[str]) -> list[str]:
         if not found:
             raise SystemExit(f"{pyproject}: no requirement named {name!r} in any extra; fix --with")
         wanted.append(found[0])
-    return sorted({r.strip() for r in wanted}, key=_name)
+    capped = [
+        f"{r.strip()},{PI_CAPS[_name(r)]}" if _name(r) in PI_CAPS else r.strip() for r in wanted
+    ]
+    return sorted(set(capped), key=_name)
 
 
 def main(argv: list[str] | None = None) -> int:
