@@ -523,7 +523,7 @@ class _Handler(BaseHTTPRequestHandler):
         return not host or is_loopback(name) or name == self.app.config.host
 
     def _same_origin(self) -> bool:
-        """A POST with an Origin header must come from this server's own page."""
+        """A POST with an Origin header must come from this server's own page ("null" is not)."""
         origin = self.headers.get("Origin")
         if origin is None:
             return True
@@ -598,12 +598,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        if not self._host_allowed() or not self._same_origin():
+        if not self._host_allowed():
             self.close_connection = True
             self._text(403, "forbidden\n")
             return
         if path == "/login":
+            # No Origin check here: with Referrer-Policy no-referrer the browser sends
+            # "Origin: null" for our own form, and a forged login only yields the same session.
             self._login()
+            return
+        if not self._same_origin():
+            self.close_connection = True
+            self._text(403, "forbidden\n")
             return
         if path != "/api/trigger":
             self.close_connection = True
@@ -651,15 +657,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command == "HEAD":
                 return
-            self.wfile.write(f"--{BOUNDARY}\r\n".encode())
+            # Each image is followed at once by the next part's boundary and headers: Chromium
+            # shows a part only when the next one has begun, so sending the headers early (and
+            # hence without a Content-Length) avoids a one-frame lag.
+            part_head = f"\r\n--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+            self.wfile.write(part_head[2:])
             interval = 1.0 / app.config.preview_fps
             sent = -1
             while not app.closing.is_set():
                 jpeg, seq = app.preview_jpeg()
                 if jpeg is not None and seq != sent:
-                    head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                    # The boundary right after the image lets the browser show it at once.
-                    self.wfile.write(head.encode() + jpeg + f"\r\n--{BOUNDARY}\r\n".encode())
+                    self.wfile.write(jpeg + part_head)
                     self.wfile.flush()
                     sent = seq
                 app.closing.wait(interval)

@@ -21,7 +21,7 @@ from device.config import WebConfig
 from device.errors import OutputError
 from device.events import ReadingEvent, Status
 from device.reading import DigitResult, Reading
-from device.web import MAX_BODY_BYTES, SESSION_COOKIE, WebServer
+from device.web import BOUNDARY, MAX_BODY_BYTES, SESSION_COOKIE, WebServer
 
 TOKEN = "correct-horse-battery-staple-42"
 ROI = (4, 4, 150, 110)
@@ -223,13 +223,10 @@ class StreamReader:
         return self.data.partition(b"\r\n\r\n")[0]
 
     def parts(self) -> list[bytes]:
+        """Complete JPEG parts: those already followed by the next boundary."""
         rest = self.data.partition(b"\r\n\r\n")[2]
-        found = []
-        for m in re.finditer(rb"Content-Type: image/jpeg\r\nContent-Length: (\d+)\r\n\r\n", rest):
-            start, length = m.end(), int(m.group(1))
-            if len(rest) >= start + length:
-                found.append(rest[start : start + length])
-        return found
+        pieces = rest.split(b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\n\r\n")
+        return [p.removesuffix(b"\r\n") for p in pieces[1:-1]]
 
     def wait_parts(self, count: int, timeout: float = 5.0) -> list[bytes]:
         deadline = time.monotonic() + timeout
@@ -393,8 +390,9 @@ def test_foreign_host_header_is_refused_without_a_token(make_server: Callable[..
 def test_cross_origin_post_is_refused(make_server: Callable[..., WebServer]):
     calls = Calls()
     server = make_server(on_trigger=calls)
-    headers = {"Origin": "http://evil.example", "Content-Length": "0"}
-    assert request(server, "/api/trigger", "POST", b"", headers)[0] == 403
+    for origin in ("http://evil.example", "null", f"http://127.0.0.1:{server.port + 1}"):
+        headers = {"Origin": origin, "Content-Length": "0"}
+        assert request(server, "/api/trigger", "POST", b"", headers)[0] == 403
     same = {"Origin": f"http://127.0.0.1:{server.port}", "Content-Length": "0"}
     assert request(server, "/api/trigger", "POST", b"", same)[0] == 202
     assert calls.count == 1

@@ -27,6 +27,18 @@ function formatTime(iso) {
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleTimeString();
 }
 
+function formatDuration(seconds) {
+  const s = Math.round(seconds);
+  if (s < 120) {
+    return `${s} s`;
+  }
+  const minutes = Math.floor(s / 60);
+  if (minutes < 120) {
+    return `${minutes} min`;
+  }
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
 function showReading(reading) {
   if (!reading) {
     return;
@@ -76,7 +88,7 @@ function showStatus(status) {
     addRow(list, "Frames", String(status.frames));
     addRow(list, "Camera", status.camera_ok ? "ok" : "not delivering");
     addRow(list, "Camera reconnects", String(status.reconnects));
-    addRow(list, "Uptime", `${Math.round(status.uptime_s)} s`);
+    addRow(list, "Uptime", formatDuration(status.uptime_s));
     addRow(list, "Model", status.model_version || "unknown");
     for (const [stage, ms] of Object.entries(status.latency_ms || {})) {
       addRow(list, `Latency: ${stage}`, `${ms.toFixed(1)} ms`);
