@@ -362,10 +362,13 @@ class MqttOutput:
         self._flush()
 
     def _handle_connect_fail(self, client: Client, userdata: Any) -> None:
+        # paho does not pass the exception on; with TLS a certificate problem looks the same.
+        tls_hint = " or its TLS certificate is not trusted (check mqtt.ca_file)"
         self._report(
             logging.WARNING,
-            f"cannot reach MQTT broker {self.config.host}:{self.config.port}; readings are "
-            f"queued in {self.config.queue_dir} and the connection is retried with backoff",
+            f"cannot reach MQTT broker {self.config.host}:{self.config.port}"
+            f"{tls_hint if self.config.tls else ''}; readings are queued in "
+            f"{self.config.queue_dir} and the connection is retried with backoff",
         )
 
     def _handle_disconnect(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -324,6 +325,27 @@ def test_password_from_the_password_file_logs_in(tmp_path: Path) -> None:
         with MqttOutput(cfg, lambda: None, reconnect_delay=FAST_RETRY) as out:
             wait_for(lambda: out.connected)
             assert out.health()["problem"] is None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI is not installed")
+def test_tls_connection_verifies_the_broker_against_the_ca_file(tmp_path: Path) -> None:
+    with Broker(tmp_path, tls=True) as broker:
+        assert broker.ca_file is not None
+        cfg = config(tmp_path, broker.port, tls=True, ca_file=str(broker.ca_file))
+        with MqttOutput(cfg, lambda: None, reconnect_delay=FAST_RETRY) as out:
+            wait_for(lambda: out.connected)
+        # Without our CA the system store cannot vouch for the broker: no connection.
+        untrusted = config(tmp_path, broker.port, tls=True, ca_file="")
+        with MqttOutput(untrusted, lambda: None, reconnect_delay=FAST_RETRY) as out:
+            problem = wait_for(lambda: out.health()["problem"])
+            assert not out.connected
+        assert "mqtt.ca_file" in problem
+
+
+def test_missing_ca_file_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = config(tmp_path, 8883, tls=True, ca_file=str(tmp_path / "ca.crt"))
+    with pytest.raises(OutputError, match=r"mqtt\.ca_file .*ca\.crt does not exist"):
+        MqttOutput(cfg, lambda: None, autostart=False)
 
 
 def test_missing_password_file_is_a_clear_error(tmp_path: Path) -> None:
