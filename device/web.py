@@ -331,7 +331,11 @@ class WebServer:
         if reading is not None:
             image = annotate(frame, reading, roi=self._roi)
         else:
-            image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
+            # Grey frames become BGR; picamera2's XRGB frames lose the padding channel.
+            if frame.ndim == 2:
+                image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            else:
+                image = frame[:, :, :3].copy()
             if self._roi is not None:
                 x, y, w, h = self._roi
                 cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), ROI_COLOUR, 2)

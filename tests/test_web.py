@@ -212,6 +212,18 @@ def test_frames_faster_than_the_preview_rate_are_not_kept(make_server: Callable[
     assert image.mean() > 200
 
 
+@pytest.mark.parametrize("shape", [(120, 160), (120, 160, 4)])
+def test_grey_and_four_channel_frames_make_a_preview(
+    make_server: Callable[..., WebServer], shape: tuple[int, ...]
+):
+    server = make_server(roi=ROI)
+    server.on_frame(np.full(shape, 90, np.uint8), None)
+    status, _, body = request(server, "/api/snapshot.jpg")
+    assert status == 200
+    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (120, 160, 3)
+
+
 class StreamReader:
     """Reads an MJPEG response from a socket, keeping what it has read between calls."""
 
