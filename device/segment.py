@@ -62,6 +62,9 @@ _FRINGE = 1
 _FRAGMENT_FRAC = 0.5
 # ... and joins the blob it overlaps in x by at least this fraction of its own width.
 _FRAGMENT_MIN_OVERLAP = 0.15
+# A straight run is a line only if it is this many times longer than thick; the steep
+# stroke of a 7 in a small roi is long for the frame but only ~10x its thickness.
+_LINE_MIN_ELONGATION = 15
 # Components at least this long (fraction of the frame side) may be ruled lines or borders.
 _LINE_CANDIDATE_FRAC = 0.2
 
@@ -332,8 +335,9 @@ class Segmenter:
         return out
 
     def _components(self, buf: _Buffers) -> tuple[int, I32, I32]:
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(
-            buf.binary, labels=buf.labels, connectivity=8, ltype=cv2.CV_32S
+        # BBDT (Grana) measured 2-3x faster than the default on sparse, mostly empty frames.
+        n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+            buf.binary, 8, cv2.CV_32S, cv2.CCL_GRANA, labels=buf.labels
         )
         return int(n), labels, stats
 
@@ -364,7 +368,12 @@ class Segmenter:
             for i in range(1, n):
                 sx, sy, sw, sh, area = (int(v) for v in st[i])
                 extent = sw if horizontal else sh
-                if extent < min_len or area / extent > cfg.max_line_thickness:
+                thickness = area / extent
+                if (
+                    extent < min_len
+                    or thickness > cfg.max_line_thickness
+                    or extent < _LINE_MIN_ELONGATION * thickness
+                ):
                     continue
                 found[rl == i] = 1
                 if not horizontal:
@@ -470,8 +479,14 @@ class Segmenter:
                 out.append(b)
                 continue
             count = max(2, round(b.w / (cfg.digit_aspect * b.h)))
-            mask = np.isin(labels[b.y : b.y1, b.x : b.x1], b.labels)
-            profile = mask.sum(axis=0)
+            mask = _member(labels[b.y : b.y1, b.x : b.x1], b.labels)
+            # Column weakness: ink count plus the column's ink span. Where two round digits
+            # touch, their sides make a tall column of ink, but the span there is short: the
+            # top and bottom contours dip towards the contact point.
+            filled = mask.any(axis=0)
+            top = np.argmax(mask, axis=0)
+            bottom = b.h - np.argmax(mask[::-1], axis=0)
+            profile = mask.sum(axis=0) + np.where(filled, bottom - top, 0)
             step = b.w / count
             cuts = [0]
             for k in range(1, count):
@@ -546,7 +561,7 @@ class Segmenter:
     def _ink(self, b: _Blob, labels: I32, contrast: U8) -> F32:
         """The blob's contrast crop, its own strokes only, scaled to MNIST-like ink."""
         lab = labels[b.y : b.y1, b.x : b.x1]
-        own = np.isin(lab, b.labels)
+        own = _member(lab, b.labels)
         if b.cols is not None:
             # A piece of a split blob: other pieces' columns belong to other digits.
             own[:, : b.cols[0] - b.x] = False
@@ -556,10 +571,22 @@ class Segmenter:
         ink = contrast[b.y : b.y1, b.x : b.x1].astype(np.float32)
         ink[~keep] = 0.0
         strokes = ink[own]
-        top = float(np.quantile(strokes, _INK_QUANTILE)) if strokes.size else 0.0
+        top = 0.0
+        if strokes.size:
+            # np.partition: np.quantile costs ten times more for the same order statistic.
+            k = int(_INK_QUANTILE * (strokes.size - 1))
+            top = float(np.partition(strokes, k)[k])
         if top <= 0:
             return np.zeros_like(ink)
         return np.minimum(ink / top, 1.0).astype(np.float32)
+
+
+def _member(lab: I32, ids: list[int]) -> npt.NDArray[np.bool_]:
+    """``lab`` pixels whose label is in ``ids``; a blob has few labels, so equality beats isin."""
+    out = lab == ids[0]
+    for i in ids[1:]:
+        out |= lab == i
+    return out
 
 
 def _between(a: _Blob, b: _Blob, sep: Box) -> bool:

@@ -1,0 +1,96 @@
+"""The frame renderer (host.frames) and the segmenter on freshly rendered frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.segment import Segmenter
+from host.frames import load_bank, main, render_set
+from host.handwriting import VARIANT_LABEL, VARIANTS, GlyphBank
+
+# Measured: 0.733 on these 60 frames (seed 21), 0.77 on 200 (seed 3), 0.69 on 500 (seed 11).
+# The target is 0.90 and is NOT reached yet (touching digits and 15-px digits fail most);
+# this floor only catches regressions. Raise it as the segmenter improves.
+MIN_COUNT_MATCH = 0.7
+
+
+@pytest.fixture(scope="module")
+def bank() -> GlyphBank:
+    return load_bank("test")
+
+
+def test_renderer_is_deterministic_per_seed(tmp_path: Path, bank: GlyphBank) -> None:
+    a = render_set(tmp_path / "a", 6, seed=5, bank=bank)
+    b = render_set(tmp_path / "b", 6, seed=5, bank=bank)
+    c = render_set(tmp_path / "c", 6, seed=6, bank=bank)
+    assert a == b
+    for f in a["frames"]:
+        assert (tmp_path / "a" / f["file"]).read_bytes() == (
+            tmp_path / "b" / f["file"]
+        ).read_bytes()
+    assert [f["text"] for f in a["frames"]] != [f["text"] for f in c["frames"]]
+
+
+def test_truth_matches_written_files(tmp_path: Path, bank: GlyphBank) -> None:
+    render_set(tmp_path, 12, seed=9, size=(320, 240), bank=bank)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["seed"] == 9 and truth["source"] == "MNIST test"
+    listed = {f["file"] for f in truth["frames"]}
+    on_disk = {p.name for p in tmp_path.iterdir() if p.suffix in (".png", ".jpg")}
+    assert listed == on_disk and len(listed) == 12
+    for f in truth["frames"]:
+        img = cv2.imread(str(tmp_path / f["file"]), cv2.IMREAD_UNCHANGED)
+        assert img is not None and img.shape[:2] == (240, 320)
+        assert f["text"] == " ".join(f["numbers"])
+        assert f["digits"] == sum(len(n) for n in f["numbers"])
+        assert all(n.isdigit() and 1 <= len(n) <= 8 for n in f["numbers"])
+        assert 1 <= len(f["numbers"]) <= 3
+        assert f["polarity"] in ("dark_on_light", "light_on_dark")
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_rerender_with_fewer_frames_removes_stale_ones(tmp_path: Path, bank: GlyphBank) -> None:
+    render_set(tmp_path, 5, seed=1, size=(320, 240), bank=bank)
+    render_set(tmp_path, 2, seed=1, size=(320, 240), bank=bank)
+    frames = sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".png", ".jpg"))
+    assert [n.split(".")[0] for n in frames] == ["f0000", "f0001"]
+
+
+def test_style_variants_keep_their_digit_label(bank: GlyphBank) -> None:
+    rng = np.random.default_rng(0)
+    for v in VARIANTS:
+        g = bank.glyph(VARIANT_LABEL[v], rng, variant=v)
+        assert g.ndim == 2 and g.max() > 0.9 and min(g.shape) > 5
+    with pytest.raises(ValueError, match="does not apply"):
+        bank.glyph(3, rng, variant="crossed_7")
+
+
+def test_cli_rejects_bad_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path), "--size", "640by480"])
+    assert exc.value.code != 0
+    assert "640x480" in capsys.readouterr().err
+
+
+def test_segmenter_counts_digits_per_number_on_rendered_frames(
+    tmp_path: Path, bank: GlyphBank
+) -> None:
+    truth = render_set(tmp_path, 60, seed=21, bank=bank)
+    seg = Segmenter()
+    good = 0
+    for f in truth["frames"]:
+        img = cv2.imread(str(tmp_path / f["file"]), cv2.IMREAD_UNCHANGED)
+        counts: list[int] = []
+        for s in seg.segment(img):
+            while s.group >= len(counts):
+                counts.append(0)
+            counts[s.group] += 1
+        good += counts == [len(n) for n in f["numbers"]]
+    rate = good / len(truth["frames"])
+    print(f"segment count per number matches truth on {rate:.1%} of 60 frames")
+    assert rate >= MIN_COUNT_MATCH

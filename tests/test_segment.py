@@ -1,0 +1,209 @@
+"""Behaviour of device.segment on small synthetic pages drawn with OpenCV."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from device.errors import ConfigError, ImageError
+from device.segment import Segmenter, SegmenterConfig, reading_order
+
+PAPER = 225
+INK = 40
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def page(w: int = 320, h: int = 240, seed: int = 0) -> np.ndarray:
+    """A grey paper page with mild sensor noise."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 2.0, (h, w))
+    return np.clip(PAPER + noise, 0, 255).astype(np.uint8)
+
+
+def write(img: np.ndarray, text: str, x: int, baseline: int, height: int, ink: int = INK) -> None:
+    """Draw digits whose glyph height is about ``height`` pixels (Hershey digits: 0.72 ratio)."""
+    scale = cv2.getFontScaleFromHeight(FONT, height, max(1, height // 10))
+    cv2.putText(img, text, (x, baseline), FONT, scale, ink, max(1, height // 10), cv2.LINE_AA)
+
+
+def counts(segments: list) -> list[int]:
+    out: list[int] = []
+    for s in segments:
+        while s.group >= len(out):
+            out.append(0)
+        out[s.group] += 1
+    return out
+
+
+def test_segment_returns_nothing_on_blank_page() -> None:
+    assert Segmenter().segment(page()) == []
+
+
+def test_segment_orders_digits_left_to_right() -> None:
+    img = page()
+    write(img, "3715", 60, 140, 40)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [4]
+    xs = [s.box[0] for s in segs]
+    assert xs == sorted(xs)
+
+
+def test_segment_groups_two_numbers_separated_by_gap() -> None:
+    img = page()
+    write(img, "12", 20, 140, 36)
+    write(img, "345", 180, 140, 36)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [2, 3]
+    assert all(s.box[0] >= 180 for s in segs if s.group == 1)
+
+
+def test_segment_orders_numbers_in_rows_top_to_bottom() -> None:
+    img = page()
+    write(img, "9", 200, 70, 36)
+    write(img, "46", 40, 180, 36)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [1, 2]
+    assert segs[0].box[1] < segs[1].box[1]
+
+
+def test_segment_ignores_table_borders() -> None:
+    img = page(400, 300)
+    for x in (20, 200, 380):
+        cv2.line(img, (x, 20), (x, 280), 30, 2)
+    for y in (20, 150, 280):
+        cv2.line(img, (20, y), (380, y), 30, 2)
+    # Numbers close to the shared border: only the border separates them.
+    write(img, "58", 120, 110, 40)
+    write(img, "3", 215, 110, 40)
+    write(img, "70", 60, 240, 40)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [2, 1, 2]
+    for s in segs:
+        x, y, w, h = s.box
+        assert 25 <= h <= 60 and w < 60
+
+
+def test_segment_ignores_ruled_lines() -> None:
+    img = page(400, 300)
+    for y in range(30, 300, 45):
+        cv2.line(img, (0, y), (399, y + 3), 150, 2, cv2.LINE_AA)
+    # Digits sit on a rule, touching it, as people write on ruled paper.
+    write(img, "2047", 80, 165, 30)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [4]
+    assert all(20 <= s.box[3] <= 45 for s in segs)
+
+
+def test_segment_merges_two_stroke_4() -> None:
+    img = page()
+    # A 4 written in two strokes: the open "L", then the stem through the bar's end, lifted
+    # just enough that the strokes do not touch.
+    cv2.line(img, (150, 80), (135, 130), INK, 4, cv2.LINE_AA)
+    cv2.line(img, (135, 130), (195, 130), INK, 4, cv2.LINE_AA)
+    cv2.line(img, (182, 85), (182, 124), INK, 4, cv2.LINE_AA)
+    cv2.line(img, (182, 136), (182, 165), INK, 4, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert len(segs) == 1
+    x, _y, w, h = segs[0].box
+    assert x <= 135 and x + w >= 184 and h >= 75
+
+
+def test_segment_splits_two_touching_digits() -> None:
+    img = page()
+    # Two wide 0s whose strokes touch: one connected blob, two digits.
+    cv2.ellipse(img, (120, 120), (20, 22), 0, 0, 360, INK, 4, cv2.LINE_AA)
+    cv2.ellipse(img, (161, 120), (20, 22), 0, 0, 360, INK, 4, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert len(segs) == 2
+    left, right = segs
+    assert left.box[0] < right.box[0]
+    assert 30 <= left.box[2] <= 50 and 30 <= right.box[2] <= 50
+
+
+def test_segment_finds_15_px_digits() -> None:
+    img = page()
+    write(img, "8306", 100, 120, 15)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [4]
+    assert all(12 <= s.box[3] <= 19 for s in segs)
+
+
+def test_segment_reads_light_on_dark() -> None:
+    img = np.full((240, 320), 35, np.uint8)
+    write(img, "529", 100, 140, 40, ink=210)
+    seg = Segmenter()
+    segs = seg.segment(img)
+    assert seg.last_polarity == "light_on_dark"
+    assert counts(segs) == [3]
+
+
+def test_segment_handles_shadow_gradient() -> None:
+    img = page(400, 300).astype(np.float32)
+    xx = np.linspace(0.55, 1.1, 400, dtype=np.float32)
+    img *= xx[None, :]  # light falls off to the left
+    img[:, :170] *= 0.6  # and a soft-edged shadow covers the left part
+    img = cv2.GaussianBlur(np.clip(img, 0, 255).astype(np.uint8), (0, 0), 1.0)
+    write(img, "4081", 60, 170, 40, ink=20)
+    write(img, "66", 270, 170, 40, ink=20)
+    segs = Segmenter().segment(img)
+    assert seg_polarity(img) == "dark_on_light"
+    assert counts(segs) == [4, 2]
+
+
+def seg_polarity(img: np.ndarray) -> str:
+    seg = Segmenter()
+    seg.segment(img)
+    return seg.last_polarity
+
+
+def test_roi_offset_is_added_to_boxes() -> None:
+    img = page(400, 300)
+    write(img, "27", 220, 200, 36)
+    write(img, "9", 30, 60, 36)  # outside the roi: must not be found
+    full = Segmenter().segment(img[150:300, 200:400])
+    roi = Segmenter(SegmenterConfig(roi=(200, 150, 200, 150))).segment(img)
+    assert len(roi) == 2
+    assert [s.box for s in roi] == [
+        (x + 200, y + 150, w, h) for (x, y, w, h) in (s.box for s in full)
+    ]
+    assert all(s.box[0] >= 200 for s in roi)
+
+
+def test_ink_crop_is_bright_on_zero_and_masks_neighbours() -> None:
+    img = page()
+    write(img, "18", 120, 140, 40)
+    segs = Segmenter().segment(img)
+    assert len(segs) == 2
+    for s in segs:
+        assert s.ink.dtype == np.float32
+        assert s.ink.shape == (s.box[3], s.box[2])
+        assert s.ink.max() == pytest.approx(1.0)
+        assert s.ink.min() >= 0.0
+        # Corners of a digit's box are paper: zero after masking.
+        assert s.ink[0, 0] == 0.0 and s.ink[-1, -1] < 0.2
+
+
+def test_reading_order_puts_rows_first_then_x() -> None:
+    boxes = [(200, 10, 30, 30), (10, 100, 30, 30), (10, 12, 30, 30)]
+    assert reading_order(boxes) == [2, 0, 1]
+
+
+def test_config_rejects_unknown_key_naming_it() -> None:
+    with pytest.raises(ConfigError, match="min_digit_hieght"):
+        SegmenterConfig.from_dict({"min_digit_hieght": 10})
+
+
+def test_config_rejects_bad_polarity() -> None:
+    with pytest.raises(ConfigError, match="polarity"):
+        SegmenterConfig(polarity="sideways")
+
+
+def test_roi_outside_frame_is_an_image_error() -> None:
+    with pytest.raises(ImageError, match="roi"):
+        Segmenter(SegmenterConfig(roi=(300, 0, 100, 100))).segment(page())
+
+
+def test_float_frame_is_an_image_error() -> None:
+    with pytest.raises(ImageError, match="uint8"):
+        Segmenter().segment(np.zeros((100, 100), np.float32))
