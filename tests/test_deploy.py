@@ -45,6 +45,16 @@ def _keygen(path: Path) -> None:
     )
 
 
+# systemctl on the fake Pi: logs its arguments; is-active answers from a file the test writes.
+FAKE_SYSTEMCTL = """#!/bin/bash
+echo "$*" >>{log}
+case $1 in
+is-active) state=$(cat {state}); echo "$state"; [[ $state == active ]] ;;
+show) echo "fake: reading digits" ;;
+esac
+"""
+
+
 @dataclass
 class FakePi:
     """An sshd on loopback and the client settings to reach it."""
@@ -95,10 +105,16 @@ def fake_pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakePi]:
                 "PermitRootLogin prohibit-password",
                 f"AllowUsers {user}",
                 "LogLevel ERROR",
+                # A stand-in systemctl comes first on the fake Pi's PATH (see fake_systemctl).
+                f"SetEnv PATH={root}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
                 "",
             ]
         )
     )
+    (root / "bin").mkdir()
+    fake = root / "bin" / "systemctl"
+    fake.write_text(FAKE_SYSTEMCTL.format(log=root / "systemctl.log", state=root / "service.state"))
+    fake.chmod(0o755)
     if os.geteuid() == 0:
         # sshd started by root insists on its privilege-separation directory.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -394,3 +410,52 @@ def test_missing_pi_setting_is_explained(tmp_path: Path) -> None:
     src = make_source(tmp_path / "src")
     env = {k: v for k, v in os.environ.items() if k != "PI"}
     assert "PI is not set" in one_line_error(run_deploy(src, "deploy", env))
+
+
+@pytest.fixture
+def systemd_env(fake_pi: FakePi, pi: tuple[Path, Path]) -> dict[str, str]:
+    """Deploy settings with the service-manager steps on, against the stand-in systemctl."""
+    pi_dir = pi[1]
+    (fake_pi.root / "systemctl.log").write_text("")
+    (fake_pi.root / "service.state").write_text("active")
+    env = fake_pi.env(
+        pi_dir, DEPLOY_UNIT_DIR=str(pi_dir.parent / "units"), DEPLOY_READY_TIMEOUT="3"
+    )
+    del env["DEPLOY_NO_SYSTEMD"]
+    (pi_dir.parent / "units").mkdir()
+    return env
+
+
+def test_with_systemd_the_unit_is_installed_and_the_service_restarted(
+    fake_pi: FakePi, pi: tuple[Path, Path], systemd_env: dict[str, str]
+) -> None:
+    src, pi_dir = pi
+    (src / "device/extra.txt").write_text("new file\n")
+    result = run_deploy(src, "deploy", systemd_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unit = (pi_dir.parent / "units/digit-reader.service").read_text()
+    assert f"ExecStart={pi_dir}/venv/bin/python -m device.daemon" in unit
+    assert "/opt/digit-reader" not in unit
+    calls = (fake_pi.root / "systemctl.log").read_text().splitlines()
+    assert calls[:3] == [
+        "daemon-reload",
+        "enable --quiet digit-reader",
+        "restart --no-block digit-reader",
+    ]
+    assert "is-active digit-reader" in calls
+    assert "is running: fake: reading digits" in result.stdout
+    assert (pi_dir / "venv/bin/python").exists()  # PI_DIR/venv -> current/venv, as ExecStart uses
+
+
+def test_a_release_that_does_not_become_ready_is_switched_back(
+    fake_pi: FakePi, pi: tuple[Path, Path], systemd_env: dict[str, str]
+) -> None:
+    src, pi_dir = pi
+    before = current(pi_dir)
+    (fake_pi.root / "service.state").write_text("failed")
+    (src / "device/extra.txt").write_text("new file\n")
+    line = one_line_error(run_deploy(src, "deploy", systemd_env))
+    assert "did not start" in line and "back on" in line
+    assert current(pi_dir) == before
+    calls = (fake_pi.root / "systemctl.log").read_text().splitlines()
+    assert calls.count("restart --no-block digit-reader") == 2  # the new release, then the old

@@ -19,7 +19,8 @@
 #                              instead of building PI_DIR/venvs/<hash>; for a Pi without PyPI
 #                              access and for the loopback tests
 #   DEPLOY_NO_SYSTEMD=1        skip installing the unit, restarting and waiting for READY
-#   DEPLOY_CONF_DIR=/etc/digit-reader   DEPLOY_KEEP=3   DEPLOY_RESERVE_MB=50
+#   DEPLOY_CONF_DIR=/etc/digit-reader   DEPLOY_UNIT_DIR=/etc/systemd/system
+#   DEPLOY_KEEP=3   DEPLOY_RESERVE_MB=50
 #   DEPLOY_READY_TIMEOUT=120   DEPLOY_CONNECT_TIMEOUT=10
 #   DEPLOY_FAULT=after-rsync|before-switch   tests only: fail at that point
 set -euo pipefail
@@ -30,8 +31,8 @@ PROG=deploy
 HOST_PY=${PYTHON:-python3}
 MODEL_FILES=(models/digits.tflite models/digits.json)
 # Settings forwarded to remote.sh on the Pi.
-FORWARD=(PI_DIR DEPLOY_VENV DEPLOY_NO_SYSTEMD DEPLOY_CONF_DIR DEPLOY_KEEP DEPLOY_RESERVE_MB
-    DEPLOY_READY_TIMEOUT DEPLOY_SELFTEST_TIMEOUT DEPLOY_FAULT)
+FORWARD=(PI_DIR DEPLOY_VENV DEPLOY_NO_SYSTEMD DEPLOY_CONF_DIR DEPLOY_UNIT_DIR DEPLOY_KEEP
+    DEPLOY_RESERVE_MB DEPLOY_READY_TIMEOUT DEPLOY_SELFTEST_TIMEOUT DEPLOY_FAULT)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 # shellcheck source=host/deploy/lib.sh

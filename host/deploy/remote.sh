@@ -14,7 +14,8 @@
 #           | rollback. Errors: one line "error: ..." on stderr, exit 1.
 # Settings (environment): PI_DIR, DEPLOY_VENV (use this existing venv, do not build one),
 # DEPLOY_NO_SYSTEMD=1 (skip unit install, restart and READY wait), DEPLOY_CONF_DIR
-# (/etc/digit-reader), DEPLOY_KEEP (3), DEPLOY_RESERVE_MB (50), DEPLOY_READY_TIMEOUT (120),
+# (/etc/digit-reader), DEPLOY_UNIT_DIR (/etc/systemd/system), DEPLOY_KEEP (3),
+# DEPLOY_RESERVE_MB (50), DEPLOY_READY_TIMEOUT (120), DEPLOY_SELFTEST_TIMEOUT (180),
 # DEPLOY_FAULT=before-switch (tests: fail after the health check, before switching).
 set -euo pipefail
 
@@ -25,7 +26,7 @@ RESERVE_MB=${DEPLOY_RESERVE_MB:-50}
 READY_TIMEOUT=${DEPLOY_READY_TIMEOUT:-120}
 SELFTEST_TIMEOUT=${DEPLOY_SELFTEST_TIMEOUT:-180}
 SERVICE=digit-reader
-UNIT_DIR=/etc/systemd/system
+UNIT_DIR=${DEPLOY_UNIT_DIR:-/etc/systemd/system}
 UNIT_PATH_IN_REPO=/opt/digit-reader # the unit file names this path; replaced by PI_DIR
 # opencv-python-headless + ai-edge-litert + numpy wheels, unpacked, with headroom.
 VENV_ESTIMATE_MB=300
