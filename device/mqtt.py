@@ -8,14 +8,15 @@ asks for a reading now).
 Accepted readings are durable: each is appended (fsynced) to an on-disk spool before it is
 handed to paho, and removed only when the broker's PUBACK arrives, so a broker outage or a
 daemon restart loses nothing (delivery is at least once; consumers de-duplicate by ``id``).
-All network work happens on paho's loop thread; ``on_event``/``on_status`` only write the spool
-and queue packets, so they never wait for the broker.
+Network work happens on paho's loop thread and spool writes on a writer thread (an fsync on an
+SD card can stall); ``on_event``/``on_status`` only hand work over, so they never wait.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,8 @@ RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 60.0
 # How long close() waits for the broker to acknowledge the "offline" message.
 CLOSE_WAIT_S = 1.0
+# close() waits this long for the writer to put the last readings on disk (an fsync each).
+DRAIN_WAIT_S = 5.0
 # Commands are one word or a tiny JSON object; anything longer is not for us.
 MAX_COMMAND_BYTES = 256
 ONLINE = "online"
@@ -132,6 +135,10 @@ class MqttOutput:
         self._connects = 0
         self._problem: str | None = None  # last problem logged at warning/error level
         self._last_status: Status | None = None
+        # Accepted readings on their way to the spool; None tells the writer to stop.
+        self._incoming: queue.Queue[ReadingEvent | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="mqtt-spool", daemon=True)
+        self._writer.start()
         self._delivered = 0  # readings acknowledged by the broker
         if autostart:
             self.start()
@@ -169,6 +176,14 @@ class MqttOutput:
         if self._closed:
             return
         self._closed = True
+        self._incoming.put(None)
+        self._writer.join(DRAIN_WAIT_S)
+        if self._writer.is_alive():
+            logger.error(
+                "MQTT: %d reading(s) not yet written to %s at shutdown",
+                self._incoming.qsize(),
+                self.config.queue_dir,
+            )
         if self._started:
             if self._connected:
                 info = self._client.publish(self.topic_availability, OFFLINE, qos=QOS, retain=True)
@@ -196,7 +211,7 @@ class MqttOutput:
         with self._state_lock:
             return {
                 "connected": self._connected,
-                "queued": len(self._spool),
+                "queued": len(self._spool) + self._incoming.qsize(),
                 "delivered": self._delivered,
                 "reconnects": max(0, self._connects - 1),
                 "problem": self._problem,
@@ -211,14 +226,19 @@ class MqttOutput:
             if self._connected:
                 self._publish(self.topic_rejected, _event_payload(event), retain=False)
             return
-        try:
-            # Durable before any publish attempt: a crash from here on cannot lose it.
-            self._spool.append(_event_payload(event))
-        except OutputError as e:
-            logger.error("MQTT: reading %s not queued: %s", event.id, e)
-            return
-        if self._connected:
-            self._flush()
+        self._incoming.put(event)
+
+    def _write_loop(self) -> None:
+        """Writer thread: each accepted reading goes to disk, then (if connected) to paho."""
+        while (event := self._incoming.get()) is not None:
+            try:
+                # Durable before any publish attempt: a crash from here on cannot lose it.
+                self._spool.append(_event_payload(event))
+            except OutputError as e:
+                logger.error("MQTT: reading %s not queued: %s", event.id, e)
+                continue
+            if self._connected:
+                self._flush()
 
     def on_status(self, status: Status) -> None:
         self._last_status = status

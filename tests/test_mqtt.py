@@ -273,6 +273,28 @@ def test_readings_during_a_broker_outage_are_sent_after_reconnect(
         out.close()
 
 
+def test_a_slow_disk_does_not_hold_up_the_caller(
+    broker: Broker, output: MqttOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = output._spool
+    real_append = spool.append
+
+    def slow_append(data: bytes) -> int:
+        time.sleep(0.3)  # an SD card fsync under write load
+        return real_append(data)
+
+    monkeypatch.setattr(spool, "append", slow_append)
+    rec = Recorder(broker.port, [f"{BASE}/reading"])
+    events = [accepted(str(i)) for i in range(3)]
+    started = time.monotonic()
+    for event in events:
+        output.on_event(event)
+    assert time.monotonic() - started < 0.1
+    wait_for(lambda: len(rec.on(f"{BASE}/reading")) == 3)
+    rec.close()
+    assert [json.loads(p)["id"] for p in rec.on(f"{BASE}/reading")] == [e.id for e in events]
+
+
 def test_unreachable_broker_never_blocks_and_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
