@@ -255,16 +255,19 @@ def test_changed_release_goes_live_and_rollback_returns_to_the_previous(
 ) -> None:
     src, pi_dir = pi
     first = current(pi_dir)
-    (src / "device/selftest.py").write_text(
-        (src / "device/selftest.py").read_text() + "\n# a change\n"
-    )
+    conf = pi_dir.parent / "etc-digit-reader"
+    example = src / "device/config.example.toml"
+    example.write_text(example.read_text() + "\n# new defaults\n")
     env = fake_pi.env(pi_dir)
     result = run_deploy(src, "deploy", env)
     assert result.returncode == 0, result.stderr
     second = current(pi_dir)
     assert second != first
-    assert (pi_dir / second / "device/selftest.py").read_text().endswith("# a change\n")
+    assert (pi_dir / second / "device/config.example.toml").read_text() == example.read_text()
     assert os.readlink(pi_dir / "previous") == first
+    # The installed config had not been edited, so it follows the new defaults.
+    assert (conf / "config.toml").read_text() == example.read_text()
+    assert not (conf / "config.toml.new").exists()
     # Unchanged files are hard links to the previous release, not copies.
     assert (pi_dir / second / "models/digits.tflite").stat().st_ino == (
         pi_dir / first / "models/digits.tflite"
@@ -313,17 +316,6 @@ def test_user_edited_config_is_kept_and_new_defaults_go_beside_it(
     assert (conf / "config.toml").read_text() == edited
     assert (conf / "config.toml.new").read_text() == example.read_text()
     assert "config.toml.new" in result.stdout
-
-
-def test_unedited_config_follows_the_new_defaults(fake_pi: FakePi, pi: tuple[Path, Path]) -> None:
-    src, pi_dir = pi
-    conf = pi_dir.parent / "etc-digit-reader"
-    example = src / "device/config.example.toml"
-    example.write_text(example.read_text() + "\n# new defaults\n")
-    result = run_deploy(src, "deploy", fake_pi.env(pi_dir))
-    assert result.returncode == 0, result.stderr
-    assert (conf / "config.toml").read_text() == example.read_text()
-    assert not (conf / "config.toml.new").exists()
 
 
 def test_old_releases_beyond_the_keep_count_and_leftovers_are_removed(
