@@ -11,6 +11,7 @@
 #   ARM64_CACHE   cache directory            ARM64_MIRROR  Debian mirror (deb.debian.org)
 #   ARM64_TESTS   test files to run (space separated; default: the tests that need only device/)
 #   ARM64_FRAMES  recorded frames with truth.json to read (default tests/frames)
+#   ARM64_HOST_PYTHON  this machine's Python with the project installed (default .venv/bin/python)
 #   ARM64_REBUILD=1  throw the cached rootfs away first
 set -euo pipefail
 
@@ -24,10 +25,9 @@ ROOTFS=$CACHE/rootfs
 VENV_IN=/opt/venv            # path inside the rootfs
 WORK_IN=/work                # the copied project inside the rootfs
 FRAMES=${ARM64_FRAMES:-$REPO/tests/frames}  # recorded frames + truth.json to read on arm64
-HOST_PY=${PYTHON:-python3}
-# pip on the host downloads the arm64 wheels: the project's venv has pip, Debian's python3 may not.
-PIP_PY=${ARM64_PIP_PYTHON:-$REPO/.venv/bin/python}
-[[ -x $PIP_PY ]] || PIP_PY=$HOST_PY
+# The project's venv on this machine: reads pyproject.toml (tomllib), downloads the arm64 wheels
+# (pip) and reads the frames natively for the reference readings (device dependencies).
+HOST_PY=${ARM64_HOST_PYTHON:-$REPO/.venv/bin/python}
 # qemu's default aarch64 CPU lacks features the Pi's Cortex-A72 has and LiteRT's kernels expect.
 export QEMU_CPU=${QEMU_CPU:-cortex-a72}
 
@@ -37,6 +37,7 @@ stage() { # announce a step, with the time elapsed since the start
 }
 
 # --- preconditions ---------------------------------------------------------------------------
+[[ -x $HOST_PY ]] || die "$HOST_PY is missing; run 'make setup' first (or set ARM64_HOST_PYTHON)"
 [[ $(id -u) -eq 0 ]] || die "needs root for chroot and mount; run it with sudo (sudo make test-arm64)"
 for tool in debootstrap chroot mount umount rsync; do
     command -v "$tool" >/dev/null || die "$tool is not installed; apt-get install debootstrap qemu-user-static binfmt-support rsync"
@@ -129,7 +130,7 @@ if [[ $(cat "$ROOTFS$VENV_IN/.requirements-hash" 2>/dev/null) != "$REQ_HASH" ]];
     printf '%s\n' "$REQS" >"$CACHE/requirements.txt"
     platforms=(--platform manylinux2014_aarch64)
     for glibc in $(seq 17 36); do platforms+=(--platform "manylinux_2_${glibc}_aarch64"); done
-    "$PIP_PY" -m pip download --quiet --dest "$CACHE/wheels" --only-binary=:all: \
+    "$HOST_PY" -m pip download --quiet --dest "$CACHE/wheels" --only-binary=:all: \
         --implementation cp --python-version "$PY_VERSION" "${platforms[@]}" \
         -r "$CACHE/requirements.txt" >"$CACHE/pip.log" 2>&1 ||
         die "pip download of the arm64 wheels failed; see $CACHE/pip.log"
@@ -191,8 +192,8 @@ in_chroot /bin/sh -c "cd $WORK_IN && GPIOZERO_PIN_FACTORY=mock $VENV_IN/bin/pyth
     -m 'not slow and not hardware and not arm64' $(printf '%q ' "${tests[@]}")" || test_rc=$?
 
 stage "reading the frames natively (reference) and on arm64; the texts must agree"
-"$PIP_PY" "$REPO/host/arm64/read_frames.py" "$REPO" "$FRAMES" --out "$ROOTFS$WORK_IN/reference.json" 2>/dev/null ||
-    die "reading the frames on this machine failed; run: $PIP_PY host/arm64/read_frames.py . $FRAMES"
+"$HOST_PY" "$REPO/host/arm64/read_frames.py" "$REPO" "$FRAMES" --out "$ROOTFS$WORK_IN/reference.json" 2>/dev/null ||
+    die "reading the frames on this machine failed; run: $HOST_PY host/arm64/read_frames.py . $FRAMES"
 cp "$REPO/host/arm64/read_frames.py" "$ROOTFS$WORK_IN/"
 read_rc=0
 in_chroot "$VENV_IN/bin/python" "$WORK_IN/read_frames.py" "$WORK_IN" "$WORK_IN/tests/frames" \

@@ -28,7 +28,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 PROG=deploy
-HOST_PY=${PYTHON:-python3}
+# requirements.py needs Python 3.11+ (tomllib): the project's venv has it, python3 may not.
+HOST_PY=${PYTHON:-$REPO/.venv/bin/python}
+[[ -x $HOST_PY ]] || HOST_PY=python3
 MODEL_FILES=(models/digits.tflite models/digits.json)
 # Settings forwarded to remote.sh on the Pi.
 FORWARD=(PI_DIR DEPLOY_VENV DEPLOY_NO_SYSTEMD DEPLOY_CONF_DIR DEPLOY_UNIT_DIR DEPLOY_KEEP
