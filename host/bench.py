@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -358,6 +359,18 @@ def _read_frame(reader: Any, data: bytes) -> tuple[Any, dict[str, float]]:
     return reading, timings
 
 
+def _peer_read(peer: Any, data: bytes, failures: list[str]) -> Any:
+    """The peer's reading; a frame it fails on counts as read wrong (empty), and is listed."""
+    from host.peer_ocr import PeerResult
+
+    start = time.perf_counter()
+    try:
+        return peer.read(data)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        failures.append(f"psm {peer.psm}: {e}")
+        return PeerResult("", (time.perf_counter() - start) * 1000.0)
+
+
 STAGES = ("decode", "segment", "normalize", "classify", "total")
 
 
@@ -379,6 +392,7 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
     }
     readings: dict[tuple[int, int], list[Any]] = {s.size: [] for s in sets}
     peer_out: dict[int, list[Any]] = {p.psm: [] for p, _ in peers}
+    failures: list[str] = []
     with Reader.from_model(int8_path, ReaderConfig(num_threads=1)) as reader:
         for s in sets:  # warm-up: first allocations and the interpreter's first batch sizes
             _read_frame(reader, s.files[0])
@@ -395,7 +409,7 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
                             # The peer reads the same frame right after ours: same load.
                             for peer, limit in peers:
                                 if i < limit:
-                                    peer_out[peer.psm].append(peer.read(data))
+                                    peer_out[peer.psm].append(_peer_read(peer, data, failures))
         startup = {p.psm: p.startup_ms() for p, _ in peers}
     out: dict[str, Any] = {"sizes": {}, "tesseract": None}
     for s in sets:
@@ -411,6 +425,7 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
     if tess_path:
         out["tesseract"] = {
             "version": peer_ocr.tesseract_version(tess_path),
+            "failures": failures,
             "runs": {
                 psm: {
                     "results": peer_out[psm],
@@ -577,24 +592,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"plan": plan, "pinning": pinning, "env": environment(tf)}
     results["argv"] = args.command
     results["seed"] = FRESH_SEED
+    spent: dict[str, float] = {}
+    results["section_s"] = spent
+
+    @contextlib.contextmanager
+    def section(name: str) -> Any:
+        logger.info("%s", name)
+        t0 = time.perf_counter()
+        yield
+        spent[name] = time.perf_counter() - t0
+
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
         tmp = Path(tmp_name)
-        logger.info("loading models")
-        nets = load_networks(args.models, tmp)
-        results["nets"] = nets
-        logger.info("1/6 per-digit inference")
-        results["inference"] = bench_inference(nets, plan, tf)
-        logger.info("rendering %d fresh frames (seed %d)", plan.frames, FRESH_SEED)
-        sets = render_frames(tmp, plan)
-        logger.info("2-3/6 frame pipeline and Tesseract")
-        results["frames"] = bench_frames(nets[0].int8_path, sets, plan)
-        logger.info("4/6 accuracy")
-        results["mnist"] = mnist_accuracy(nets, plan)
-        results["frame_accuracy"] = frame_accuracy(results["frames"])
-        logger.info("5/6 footprint")
-        results["footprint"] = footprint(nets, sets, plan)
-        results["manifest"] = _manifest(nets[0].int8_path)
-    logger.info("6/6 Pi estimate and report")
+        with section("loading (and, if missing, converting) the models"):
+            nets = load_networks(args.models, tmp)
+            results["nets"] = nets
+            results["manifest"] = _manifest(nets[0].int8_path)
+        with section("1. per-digit inference"):
+            results["inference"] = bench_inference(nets, plan, tf)
+        with section(f"rendering fresh frames (seed {FRESH_SEED})"):
+            sets = render_frames(tmp, plan)
+        with section("2-3. frame pipeline with Tesseract interleaved"):
+            results["frames"] = bench_frames(nets[0].int8_path, sets, plan)
+        with section("4. MNIST accuracy"):
+            results["mnist"] = mnist_accuracy(nets, plan)
+            results["frame_accuracy"] = frame_accuracy(results["frames"])
+        with section("5. footprint (subprocess probes, installed size, daemon)"):
+            results["footprint"] = footprint(nets, sets, plan)
     results["load"] = (load_before, os.getloadavg())
     results["elapsed_s"] = time.perf_counter() - started
     from host import bench_report

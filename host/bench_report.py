@@ -194,7 +194,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     acc = _vga_accuracy(results)
     n = acc["score"].frames
     enough = n >= GOAL_MIN_FRAMES
-    note = "" if enough else f"only {n} frames (quick run); the goal needs ≥ {GOAL_MIN_FRAMES}"
+    note = "" if enough else f"only {n} frames measured; the goal needs ≥ {GOAL_MIN_FRAMES}"
     for name, value, goal in (
         ("exact match on fresh 640x480 frames", acc["score"].exact_rate, GOAL_EXACT),
         ("digit accuracy on fresh 640x480 frames", acc["score"].digit_rate, GOAL_DIGITS),
@@ -526,8 +526,16 @@ def _section_peer(results: dict[str, Any]) -> str:
                 ),
                 rows,
             ),
+            _failures(tess.get("failures", [])),
         ]
     )
+
+
+def _failures(failures: list[str]) -> str:
+    if not failures:
+        return "Tesseract failed on no frame."
+    shown = "; ".join(failures[:3])
+    return f"Tesseract failed on {len(failures)} frame(s), counted as read wrong: {shown}"
 
 
 def _section_accuracy(results: dict[str, Any]) -> str:
@@ -770,7 +778,8 @@ def _section_pi(results: dict[str, Any]) -> str:
         "pipelines that execute ASIMD integer multiplies; Arm Cortex-A53 MPCore Technical "
         "Reference Manual (DDI 0500); clocks from the Raspberry Pi product briefs (Pi 4: "
         "1.5 GHz, 1.8 GHz from board rev 1.4; Pi 5: 2.4 GHz; Zero 2 W: 1 GHz). To replace "
-        "the estimate, run `python -m device.read` with timings on the board."
+        "the estimate, measure on the board: `python -m device.read --json FRAMES...` prints each "
+        "frame's stage timings, and the daemon over recorded frames logs its frames/s."
     )
     return "\n\n".join(parts)
 
@@ -792,6 +801,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{env['numpy']}, Tesseract: {env['tesseract']}. Shipped model "
         f"`models/digits.tflite` sha256 {results['manifest']['sha256'][:12]}. All times "
         "are measured on this host (sections 1–5); section 6 alone is an estimate for the Pi.",
+        "Time spent: "
+        + "; ".join(f"{name} {s:.0f} s" for name, s in results.get("section_s", {}).items())
+        + ".",
     ]
     return (
         "\n\n".join(
