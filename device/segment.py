@@ -72,6 +72,9 @@ _POOL = 2
 # Pieces shorter than this (px) are dropped before merging unless ... they are never digits
 # alone, but may be a cut-off part of one; kept small so the merge sees them.
 _MIN_PIECE = 2
+# Pieces narrower than this w/h (at half resolution) cannot hold two digits that pooling
+# joined, so they are not labelled again at full resolution.
+_SUBLABEL_ASPECT = 0.5
 # Clean cuts (narrow touching pairs) are looked for in the middle of the blob, not within
 # this fraction of its width from either side ...
 _CLEAN_CUT_WINDOW = 0.2
@@ -79,6 +82,15 @@ _CLEAN_CUT_WINDOW = 0.2
 _CLEAN_CUT_STROKES = 1.5
 # ... with both sides at least this fraction of the blob's inked rows tall.
 _CLEAN_CUT_TALL = 0.8
+# A cut is not made where the right part reaches lower than the left by this fraction of
+# the height (a 4 whose bar meets its stem; touching digits share a baseline).
+_STEM_DROP = 0.12
+# A blob at least this wide for its height may also be cut where two strokes cross ...
+_VALLEY_ASPECT = 1.1
+# ... if the column has at most this fraction of the ink of the columns either side.
+_VALLEY_DEPTH = 0.5
+# ("either side": within this fraction of the blob's width.)
+_VALLEY_REACH = 0.15
 
 
 def _check(cond: bool, name: str, message: str) -> None:
@@ -477,6 +489,14 @@ class Segmenter:
             own = (labels[y : y + h, x : x + w] == i).view(np.uint8)
             own = cv2.resize(own, (w * _POOL, h * _POOL), interpolation=cv2.INTER_NEAREST)
             own &= buf.binary[fy : fy + h * _POOL, fx : fx + w * _POOL]
+            if h * _POOL < cfg.min_digit_height or w < _SUBLABEL_ASPECT * h:
+                # A fragment, or too narrow to hold two digits side by side: one piece.
+                m = own.view(np.bool_)
+                c = buf.contrast[fy : fy + h * _POOL, fx : fx + w * _POOL]
+                area = int(np.count_nonzero(m))
+                if area >= cfg.speck_area and int(c[m].max()) > level:
+                    out.append(_trim(_Blob(fx, fy, w * _POOL, h * _POOL, m, area)))
+                continue
             # Pooling can join strokes a pixel or two apart (close digits): label again at
             # full resolution inside the piece.
             k, sub, sst, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
@@ -674,8 +694,10 @@ def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
     inner = cv2.erode(mask.view(np.uint8), np.ones((3, 3), np.uint8), borderValue=0)
     edge = area - int(np.count_nonzero(inner))
     stroke = max(1.0, 2.0 * area / max(1, edge))
-    ok = (starts[lo:hi] == 1) & (count[lo:hi] <= _CLEAN_CUT_STROKES * stroke)
-    cols = np.flatnonzero(ok) + lo
+    single = (starts[lo:hi] == 1) & (count[lo:hi] <= _CLEAN_CUT_STROKES * stroke)
+    wide = w >= _VALLEY_ASPECT * mask.shape[0]
+    double = (starts[lo:hi] <= 2) & (count[lo:hi] <= 2 * _CLEAN_CUT_STROKES * stroke) & wide
+    cols = np.flatnonzero(single | double) + lo
     if cols.size == 0:
         return None
     rows_any = mask.any(axis=1)
@@ -686,10 +708,29 @@ def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
         if lr.size == 0 or rr.size == 0:
             continue
         tall = _CLEAN_CUT_TALL * int(np.count_nonzero(rows_any))
-        if lr[-1] + 1 - lr[0] >= tall and rr[-1] + 1 - rr[0] >= tall:
-            best = int(c)
-            break
+        if lr[-1] + 1 - lr[0] < tall or rr[-1] + 1 - rr[0] < tall:
+            continue
+        if rr[-1] - lr[-1] > _STEM_DROP * int(np.count_nonzero(rows_any)):
+            # The left part stops well above the right one: a 4's bar ending at its stem.
+            continue
+        if starts[c] > 1:
+            # Two strokes cross here: only a cut if the digits either side are much
+            # inkier per column (a wide 0 is two strokes all along, no valley).
+            d = max(2, int(_VALLEY_REACH * w))
+            body = min(int(count[max(0, c - d) : c].max()), int(count[c + 1 : c + 1 + d].max()))
+            if count[c] > _VALLEY_DEPTH * body:
+                continue
+        best = int(c)
+        break
     return best
+
+
+def _trim(b: _Blob) -> _Blob:
+    """``b`` with its box shrunk to its mask's ink."""
+    rows = np.flatnonzero(b.mask.any(axis=1))
+    cols = np.flatnonzero(b.mask.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return _Blob(b.x + c0, b.y + r0, c1 - c0, r1 - r0, b.mask[r0:r1, c0:c1], b.area)
 
 
 def _pieces_at(b: _Blob, cuts: list[int], min_height: int) -> list[_Blob]:
