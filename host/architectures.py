@@ -51,10 +51,10 @@ def _sep_bn(x, filters: int, name: str):
 
 
 def default_model() -> keras.Model:
-    """Compact net: full conv at 28x28, separable convs at 14x14 and 7x7, global pooling.
+    """Compact net: full conv at 28x28, separable convs at 14x14 and 7x7, a 3x3x128 head.
 
-    Fewer parameters (~30k vs ~225k) and fewer MACs than the seed; batch norm folds into the
-    convolutions at conversion, so the int8 model is a plain conv stack.
+    Fewer parameters (~43k vs ~225k) and fewer MACs (~2.0M vs ~2.6M) than the seed; batch norm
+    folds into the convolutions at conversion, so the int8 model is a plain conv stack.
     """
     inputs = keras.Input(INPUT_SHAPE, name="digit")
     x = _conv_bn(inputs, 32, "c1")
@@ -63,8 +63,10 @@ def default_model() -> keras.Model:
     x = layers.MaxPooling2D(2, name="pool2")(x)
     x = _sep_bn(x, 128, "s3")
     x = _sep_bn(x, 128, "s4")
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(0.2, name="drop")(x)
+    # A 3x3 grid rather than global pooling: where a stroke is matters for digits (4 vs 9).
+    x = layers.MaxPooling2D(2, name="pool3")(x)
+    x = layers.Flatten(name="flat")(x)
+    x = layers.Dropout(0.3, name="drop")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="default")
 

@@ -16,13 +16,13 @@ from device.normalize import normalize_digit
 
 # Share of the 7s and 1s that get a style variant added as an extra training sample.
 STYLE_VARIANT_FRACTION = 0.35
-MAX_ROTATION_DEG = 12.0
-SCALE_RANGE = (0.85, 1.1)
+MAX_ROTATION_DEG = 10.0
+SCALE_RANGE = (0.9, 1.1)
 MAX_SHIFT_PX = 2.0
-THICKEN_PROB = 0.25
-THIN_PROB = 0.2
-BLUR_PROB = 0.3
-NOISE_STD_MAX = 0.06
+THICKEN_PROB = 0.2
+THIN_PROB = 0.15
+BLUR_PROB = 0.2
+NOISE_STD_MAX = 0.04
 
 
 def _stroke_width(img: np.ndarray) -> int:

@@ -31,7 +31,7 @@ DEFAULT_OUT = ROOT / "models" / "digits.keras"
 VALIDATION_SIZE = 5000
 SEED = 1234
 BATCH_SIZE = 128
-DEFAULT_EPOCHS = {"default": 14, "seed": 10}
+DEFAULT_EPOCHS = {"default": 16, "seed": 10}
 PEAK_LR = 3e-3
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
 
@@ -205,7 +205,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--arch", default="default", help="'default' (compact, ours) or 'seed' (tutorial)"
     )
-    p.add_argument("--epochs", type=int, default=None, help="default: 14 (default arch), 10 (seed)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 16 (default arch), 10 (seed)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N samples (tests)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to save the .keras model")
     p.add_argument(
