@@ -67,6 +67,8 @@ _FRAGMENT_MIN_OVERLAP = 0.15
 _LINE_MIN_ELONGATION = 15
 # Components at least this long (fraction of the frame side) may be ruled lines or borders.
 _LINE_CANDIDATE_FRAC = 0.2
+# A horizontal line is also longer than this many times the tallest digit allowed.
+_LINE_VS_HEIGHT = 0.8
 # Components are labelled on a copy this many times smaller per side (max-pooled).
 _POOL = 2
 # Pieces shorter than this (px) are dropped before merging unless ... they are never digits
@@ -120,7 +122,7 @@ class SegmenterConfig:
     # (99th percentile), so lower values split wide 0s, 2s and 5s
     split_aspect: float = 1.55
     # w/h from which a blob is checked for a narrow touching pair ("11", "71") at a clean cut
-    clean_split_aspect: float = 0.45
+    clean_split_aspect: float = 0.3
     digit_aspect: float = 0.75  # typical digit w/h, to estimate how many digits a blob holds
     split_search: float = 0.3  # search +- this fraction of one digit width for the cut
     line_kernel_frac: float = 0.08  # of frame width/height: opening length that finds lines
@@ -415,6 +417,10 @@ class Segmenter:
             side = hw if horizontal else hh
             length = max(3, round(cfg.line_kernel_frac * side))
             min_len = cfg.line_min_length_frac * side
+            if horizontal:
+                # A digit's widest stroke is shorter than the tallest digit: in a small roi the
+                # fraction of its width alone would take a 7's bar for a rule.
+                min_len = max(min_len, _LINE_VS_HEIGHT * cfg.max_digit_height_frac * hh)
             size = (length, 1) if horizontal else (1, length)
             kernel = cv2.getStructuringElement(cv2.MORPH_RECT, size)
             runs = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)

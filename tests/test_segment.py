@@ -207,3 +207,36 @@ def test_roi_outside_frame_is_an_image_error() -> None:
 def test_float_frame_is_an_image_error() -> None:
     with pytest.raises(ImageError, match="uint8"):
         Segmenter().segment(np.zeros((100, 100), np.float32))
+
+
+def test_segment_splits_two_narrow_touching_digits() -> None:
+    # "11" joined by an ink bridge and "17" whose bar starts on the 1: each blob is narrower
+    # than tall, so only the single thin stroke at the contact column tells two digits.
+    img = page()
+    cv2.line(img, (120, 80), (118, 150), INK, 3, cv2.LINE_AA)
+    cv2.line(img, (134, 80), (132, 150), INK, 3, cv2.LINE_AA)
+    cv2.line(img, (119, 112), (133, 112), INK, 3, cv2.LINE_AA)
+    cv2.line(img, (180, 80), (178, 150), INK, 3, cv2.LINE_AA)
+    cv2.line(img, (179, 80), (220, 80), INK, 3, cv2.LINE_AA)
+    cv2.line(img, (220, 80), (198, 150), INK, 3, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [4]
+    ones = [s for s in segs if s.box[2] < 20]
+    assert len(ones) == 3 and all(s.box[3] >= 65 for s in segs)
+    seven = max(segs, key=lambda s: s.box[2])
+    assert seven.box[0] >= 182 and seven.box[2] >= 35
+
+
+def test_segment_in_small_roi_keeps_horizontal_strokes() -> None:
+    img = page()
+    # A thin 7 whose bar is half the roi's width, and an open 4 with a long bar.
+    cv2.line(img, (106, 100), (156, 100), INK, 1, cv2.LINE_AA)
+    cv2.line(img, (156, 100), (128, 146), INK, 2, cv2.LINE_AA)
+    cv2.line(img, (176, 100), (162, 132), INK, 2, cv2.LINE_AA)
+    cv2.line(img, (162, 132), (200, 132), INK, 2, cv2.LINE_AA)
+    cv2.line(img, (190, 104), (190, 146), INK, 2, cv2.LINE_AA)
+    roi = Segmenter(SegmenterConfig(roi=(100, 90, 110, 64))).segment(img)
+    assert len(roi) == 2
+    seven, four = roi
+    assert seven.box[0] <= 108 and seven.box[1] <= 100  # the bar is still there
+    assert four.box[0] <= 163 and four.box[0] + four.box[2] >= 199
