@@ -7,12 +7,17 @@ The pipeline, for one grey frame:
    difference from that background, divided by it for dark ink (shadows scale both).
 2. Auto-detect polarity (dark ink on paper, or chalk / LCD light on dark) by which side of the
    background holds more strongly deviating pixels.
-3. Threshold (Otsu, never below a minimum contrast), label connected components.
+3. Threshold (Otsu, never below a minimum contrast) at full resolution, then label connected
+   components on a 2x2 max-pooled copy (a quarter of the pixels); each component is cut back
+   out of the full-resolution image and labelled again there when it could hold two digits.
 4. Remove long thin components (ruled lines, table borders) with a directional opening, keeping
-   the vertical ones to separate table cells.
+   the vertical ones to separate table cells, and keeping line pixels where a strong stroke
+   crosses or sits on the line (a digit on a rule keeps its full height).
 5. Drop specks, merge pieces that overlap strongly in x (a two-stroke 4 or 5, strokes cut by a
-   ruled line), drop blobs of the wrong size or shape, split too-wide blobs (touching digits)
-   at the weakest column of the vertical projection.
+   ruled line), drop blobs of the wrong size or shape, split touching digits: too-wide blobs
+   at the weakest columns of the vertical projection, narrower pairs ("11", "71") only at a
+   column crossed by one thin stroke (or two, at a deep ink valley) with full-height parts on
+   both sides.
 6. Chain digits into numbers left to right (close enough, vertically overlapping, no border in
    between), then order the numbers by rows top to bottom and left to right.
 
