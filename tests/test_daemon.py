@@ -11,14 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
+from mockpins import pin_states
 
 from device.config import PROJECT_ROOT, Config, DaemonConfig, DecisionConfig, SourceConfig
 from device.daemon import EXIT_CAMERA, EXIT_OK, Daemon
@@ -211,22 +210,6 @@ def make_daemon(
 
 def frames(*codes: int) -> list[Step]:
     return [frame_for(c) for c in codes]
-
-
-@pytest.fixture
-def mock_factory() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = previous
-
-
-def pin_states(factory: MockFactory, pin: int) -> list[bool]:
-    return [bool(s.state) for s in factory.pin(pin).states]
 
 
 # --- the loop -----------------------------------------------------------------------------------

@@ -5,33 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
+from mockpins import pin_states
 
 from device.config import LedsConfig
 from device.decision import Light
 from device.errors import PinError
 from device.leds import GpioLeds, NullLeds, make_leds
-
-
-@pytest.fixture
-def mock_factory() -> Iterator[MockFactory]:
-    """Install MockFactory as the default pin factory and restore the previous one after."""
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = previous
-
-
-def states(factory: MockFactory, pin: int) -> list[bool]:
-    return [bool(s.state) for s in factory.pin(pin).states]
 
 
 def test_green_lights_for_hold_time_after_accept(mock_factory: MockFactory) -> None:
@@ -42,7 +24,7 @@ def test_green_lights_for_hold_time_after_accept(mock_factory: MockFactory) -> N
         assert leds.green.is_lit
         leds.tick(12.0)
         assert not leds.green.is_lit
-    assert states(mock_factory, 17) == [False, True, False]
+    assert pin_states(mock_factory, 17) == [False, True, False]
 
 
 def test_a_second_accept_extends_green_without_flicker(mock_factory: MockFactory) -> None:
@@ -52,7 +34,7 @@ def test_a_second_accept_extends_green_without_flicker(mock_factory: MockFactory
         leds.tick(1.5)
         assert leds.green.is_lit
         leds.tick(1.8)
-    assert states(mock_factory, 17) == [False, True, False]
+    assert pin_states(mock_factory, 17) == [False, True, False]
 
 
 def test_red_follows_unsure_frames(mock_factory: MockFactory) -> None:
@@ -60,7 +42,7 @@ def test_red_follows_unsure_frames(mock_factory: MockFactory) -> None:
         for light in [Light.EMPTY, Light.UNSURE, Light.UNSURE, Light.PENDING, Light.UNSURE]:
             leds.show(light, accepted=False, now=0.0)
         assert leds.red.is_lit
-    assert states(mock_factory, 27) == [False, True, False, True, False]
+    assert pin_states(mock_factory, 27) == [False, True, False, True, False]
 
 
 def test_active_low_inverts_pin_levels(mock_factory: MockFactory) -> None:
@@ -68,7 +50,7 @@ def test_active_low_inverts_pin_levels(mock_factory: MockFactory) -> None:
         leds.show(Light.STABLE, accepted=True, now=0.0)
         leds.tick(1.0)
     # Off is high for an active-low LED; it starts high when the LED is created.
-    assert states(mock_factory, 17)[-3:] == [True, False, True]
+    assert pin_states(mock_factory, 17)[-3:] == [True, False, True]
 
 
 def test_status_heartbeats_then_blinks_fast_on_error(mock_factory: MockFactory) -> None:
@@ -92,9 +74,9 @@ def test_close_turns_every_led_off(mock_factory: MockFactory) -> None:
     leds.show(Light.UNSURE, accepted=False, now=0.1)
     leds.close()
     assert leds.closed
-    assert states(mock_factory, 17)[-1] is False
-    assert states(mock_factory, 27)[-1] is False
-    assert states(mock_factory, 22)[-1] is False
+    assert pin_states(mock_factory, 17)[-1] is False
+    assert pin_states(mock_factory, 27)[-1] is False
+    assert pin_states(mock_factory, 22)[-1] is False
 
 
 def test_pin_in_use_is_a_pin_error(mock_factory: MockFactory) -> None:
