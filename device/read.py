@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import cv2
 
 from device.annotate import annotate
+from device.atomic import atomic_write_bytes
 from device.contract import DEFAULT_MODEL
 from device.errors import ConfigError, ImageError, ModelError, OutputError
 from device.images import load_image
@@ -108,14 +107,7 @@ def write_png_atomically(path: Path, image: Any) -> None:
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise OutputError(f"cannot encode {path.name} as PNG")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _annotated_path(outdir: Path, image: str, used: set[Path]) -> Path:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import cv2
 
+from device.atomic import atomic_write_bytes
 from device.errors import ConfigError, OutputError, SourceEnded, SourceError
 from device.sources import SOURCE_KINDS, STREAMS, open_source
 
@@ -36,17 +35,6 @@ _FRAME_RE = re.compile(r"frame_(\d{6,})\.png")
 # camera rate at 640x480.
 PNG_COMPRESSION = 3
 MAX_COUNT = 1_000_000
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def next_index(out: Path) -> int:
@@ -68,8 +56,8 @@ def save_frame(out: Path, index: int, frame: Any, source: str) -> Path:
         "width": int(frame.shape[1]),
         "height": int(frame.shape[0]),
     }
-    _atomic_write(png, buf.tobytes())
-    _atomic_write(out / f"{name}.json", (json.dumps(meta) + "\n").encode("utf-8"))
+    atomic_write_bytes(png, buf.tobytes())
+    atomic_write_bytes(out / f"{name}.json", (json.dumps(meta) + "\n").encode("utf-8"))
     return png
 
 

@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from device.atomic import atomic_write_bytes
 from device.contract import (
     FORMAT_VERSION,
     Preprocessing,
@@ -42,19 +43,9 @@ THRESHOLD_BOUNDS = (0.5, 0.97)
 LABELS = [str(d) for d in range(10)]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the Pi's service user must read the model
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, durable=True)
 
 
 def load_keras(path: Path):
@@ -170,7 +161,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
 
     tflite_bytes = to_tflite(model, representative, quantize=True)
     tmp_model = out.with_name(f".{out.name}.candidate")
-    atomic_write_bytes(tmp_model, tflite_bytes)
+    write_file(tmp_model, tflite_bytes)
     try:
         int8_probs = tflite_predict(tmp_model, x_test)
         int8_acc = float((int8_probs.argmax(1) == data.y_test).mean())
@@ -226,15 +217,13 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
         }
         parse_contract(manifest, "generated manifest")  # the device must accept what we write
         if args.float:
-            atomic_write_bytes(
+            write_file(
                 out.with_name(f"{out.stem}_float.tflite"), to_tflite(model, representative, False)
             )
         os.replace(tmp_model, out)
     finally:
         tmp_model.unlink(missing_ok=True)
-    atomic_write_bytes(
-        manifest_path_for(out), (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
-    )
+    write_file(manifest_path_for(out), (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     print(
         f"wrote {out} ({len(tflite_bytes) / 1024:.1f} KB): MNIST test accuracy keras float "
         f"{keras_acc:.4%}, LiteRT int8 {int8_acc:.4%}; recommended threshold {threshold}"

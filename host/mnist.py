@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.atomic import atomic_write_bytes
 from host.errors import DataError, DownloadError
 
 logger = logging.getLogger(__name__)
@@ -104,17 +105,7 @@ def verify_file(path: Path, expected: str) -> bytes:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, durable=True)
 
 
 def _have_verified_copy(dest: Path) -> bool:
