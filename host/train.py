@@ -31,8 +31,10 @@ DEFAULT_OUT = ROOT / "models" / "digits.keras"
 VALIDATION_SIZE = 5000
 SEED = 1234
 BATCH_SIZE = 128
-DEFAULT_EPOCHS = {"default": 16, "seed": 10}
+DEFAULT_EPOCHS = {"default": 20, "seed": 10}
 PEAK_LR = 3e-3
+# Rendered training frames whose segmenter crops join the training data (host.crops).
+DEFAULT_CAMERA_FRAMES = 3000
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
 
 
@@ -63,7 +65,7 @@ def load_extra(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.uint8)
 
 
-def prepare_data(arch: str, limit: int | None, rng: np.random.Generator):
+def prepare_data(arch: str, limit: int | None, rng: np.random.Generator, camera_frames: int = 0):
     from host import augment
 
     data = load_mnist()
@@ -81,7 +83,14 @@ def prepare_data(arch: str, limit: int | None, rng: np.random.Generator):
     x_tr = np.concatenate([x_tr, vx])
     y_tr = np.concatenate([y_tr, vy])
     logger.info("added %d style variants (crossed 7, continental 1)", len(vx))
-    return augment.renormalize(x_tr), y_tr, augment.renormalize(x_val), y_val
+    x_tr = augment.renormalize(x_tr)
+    if camera_frames:
+        from host.crops import camera_crops
+
+        cx, cy, _ = camera_crops(camera_frames, seed=int(rng.integers(1 << 30)))
+        logger.info("added %d camera-like crops from %d rendered frames", len(cx), camera_frames)
+        x_tr, y_tr = np.concatenate([x_tr, cx]), np.concatenate([y_tr, cy])
+    return x_tr, y_tr, augment.renormalize(x_val), y_val
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, augment_on: bool, seed: int, shuffle: bool):
@@ -129,7 +138,8 @@ def train(args: argparse.Namespace) -> Path:
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
-    x_tr, y_tr, x_val, y_val = prepare_data(args.arch, args.limit, rng)
+    camera_frames = 0 if args.arch == "seed" or args.limit else args.camera_frames
+    x_tr, y_tr, x_val, y_val = prepare_data(args.arch, args.limit, rng, camera_frames)
     if args.extra:
         ex, ey = load_extra(Path(args.extra))
         x_tr, y_tr = np.concatenate([x_tr, ex]), np.concatenate([y_tr, ey])
@@ -181,6 +191,7 @@ def train(args: argparse.Namespace) -> Path:
         "seed": args.seed,
         "limit": args.limit,
         "augment": augment_on,
+        "camera_frames": camera_frames,
         "init_from": str(args.init_from) if args.init_from else None,
         "extra": str(args.extra) if args.extra else None,
         "train_samples": len(x_tr),
@@ -205,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--arch", default="default", help="'default' (compact, ours) or 'seed' (tutorial)"
     )
-    p.add_argument("--epochs", type=int, default=None, help="default: 16 (default arch), 10 (seed)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 20 (default arch), 10 (seed)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N samples (tests)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to save the .keras model")
     p.add_argument(
@@ -214,6 +225,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--extra", type=Path, default=None, help="folder of own digits: 0/ … 9/ images")
     p.add_argument("--seed", type=int, default=SEED, help="random seed")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument(
+        "--camera-frames",
+        type=int,
+        default=DEFAULT_CAMERA_FRAMES,
+        help="render this many frames from MNIST training digits and add the device's crops "
+        "of them (default arch; 0 = off)",
+    )
     p.add_argument("--verbose", type=int, default=1, help="Keras progress: 0 none, 1 bar, 2 lines")
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
