@@ -192,9 +192,11 @@ in_chroot /bin/sh -c "cd $WORK_IN && GPIOZERO_PIN_FACTORY=mock $VENV_IN/bin/pyth
     -m 'not slow and not hardware and not arm64' $(printf '%q ' "${tests[@]}")" || test_rc=$?
 
 stage "reading the frames natively (reference) and on arm64; the texts must agree"
-"$HOST_PY" "$REPO/host/arm64/read_frames.py" "$REPO" "$FRAMES" --out "$ROOTFS$WORK_IN/reference.json" 2>/dev/null ||
-    die "reading the frames on this machine failed; run: $HOST_PY host/arm64/read_frames.py . $FRAMES"
 cp "$REPO/host/arm64/read_frames.py" "$ROOTFS$WORK_IN/"
+# The reference reads the copy in the rootfs, not the working tree, which may have changed since.
+"$HOST_PY" "$ROOTFS$WORK_IN/read_frames.py" "$ROOTFS$WORK_IN" "$ROOTFS$WORK_IN/tests/frames" \
+    --out "$ROOTFS$WORK_IN/reference.json" 2>/dev/null ||
+    die "reading the frames on this machine failed; run: $HOST_PY host/arm64/read_frames.py . $FRAMES"
 read_rc=0
 in_chroot "$VENV_IN/bin/python" "$WORK_IN/read_frames.py" "$WORK_IN" "$WORK_IN/tests/frames" \
     --reference "$WORK_IN/reference.json" 2>/dev/null || read_rc=$?
