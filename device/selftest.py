@@ -83,12 +83,14 @@ class SelfTest:
         return self._record(Check(name, "PASS", detail))
 
     def run(self, camera: bool = False) -> list[Check]:
-        manifest_ok = self._run("manifest", True, "", self.check_manifest)
-        model_ok = self._run("model", manifest_ok, "needs a valid manifest", self.load_model)
-        self._run("reading", model_ok, "needs the model", self.check_reading)
-        if camera:
-            self._run("camera", True, "", self.check_camera)
-        self.close()
+        try:
+            manifest_ok = self._run("manifest", True, "", self.check_manifest)
+            model_ok = self._run("model", manifest_ok, "needs a valid manifest", self.load_model)
+            self._run("reading", model_ok, "needs the model", self.check_reading)
+            if camera:
+                self._run("camera", True, "", self.check_camera)
+        finally:
+            self.close()
         return self.checks
 
     def check_manifest(self) -> str:

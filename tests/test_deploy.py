@@ -307,7 +307,8 @@ def test_user_edited_config_is_kept_and_new_defaults_go_beside_it(
 ) -> None:
     src, pi_dir = pi
     conf = pi_dir.parent / "etc-digit-reader"
-    edited = (conf / "config.toml").read_text().replace('kind = "picamera"', 'kind = "opencv"')
+    edited = (conf / "config.toml").read_text().replace("green = 17", "green = 5")
+    assert "green = 5" in edited
     (conf / "config.toml").write_text(edited)
     example = src / "device/config.example.toml"
     example.write_text(example.read_text() + "\n# new defaults\n")
@@ -316,6 +317,22 @@ def test_user_edited_config_is_kept_and_new_defaults_go_beside_it(
     assert (conf / "config.toml").read_text() == edited
     assert (conf / "config.toml.new").read_text() == example.read_text()
     assert "config.toml.new" in result.stdout
+
+
+def test_a_config_the_new_release_rejects_stops_the_deploy_and_is_left_as_it_was(
+    fake_pi: FakePi, pi: tuple[Path, Path]
+) -> None:
+    src, pi_dir = pi
+    before = current(pi_dir)
+    conf = pi_dir.parent / "etc-digit-reader"
+    (conf / "config.toml").write_text((conf / "config.toml").read_text() + "\n[camera]\nfps = 5\n")
+    files_before = {p.name: p.read_bytes() for p in conf.iterdir()}
+    example = src / "device/config.example.toml"
+    example.write_text(example.read_text() + "\n# new defaults\n")  # would add config.toml.new
+    line = one_line_error(run_deploy(src, "deploy", fake_pi.env(pi_dir)))
+    assert "health check failed" in line and "camera" in line
+    assert current(pi_dir) == before
+    assert {p.name: p.read_bytes() for p in conf.iterdir()} == files_before
 
 
 def test_old_releases_beyond_the_keep_count_and_leftovers_are_removed(

@@ -96,12 +96,14 @@ CPUINFO=$CACHE/cpuinfo
 
 # --- stage 1: the rootfs ---------------------------------------------------------------------
 [[ ${ARM64_REBUILD:-0} == 1 ]] && rm -rf "$ROOTFS"
-if [[ ! -f $ROOTFS/.digit-reader-rootfs ]]; then
+# Debian packages in the rootfs; changing the list rebuilds it. mosquitto: the MQTT tests' broker.
+ROOTFS_PACKAGES=python3,python3-venv,ca-certificates,mosquitto
+if [[ $(cat "$ROOTFS/.digit-reader-rootfs" 2>/dev/null) != "$ROOTFS_PACKAGES" ]]; then
     stage "building a Debian $SUITE arm64 rootfs in $ROOTFS (first run only; several minutes)"
     tmp=$CACHE/rootfs.partial
     rm -rf "$tmp" "$ROOTFS"
     debootstrap --arch=arm64 --foreign --variant=minbase \
-        --include=python3,python3-venv,ca-certificates "$SUITE" "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+        --include="$ROOTFS_PACKAGES" "$SUITE" "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
         die "debootstrap (first stage) failed; see $CACHE/debootstrap.log"
     # With the binfmt 'F' flag the kernel already holds qemu open; without it the chroot needs a copy.
     if [[ -n $QEMU && -x $QEMU ]] && ! grep -q '^flags:.*F' "$BINFMT/qemu-aarch64"; then
@@ -109,7 +111,7 @@ if [[ ! -f $ROOTFS/.digit-reader-rootfs ]]; then
     fi
     chroot "$tmp" /debootstrap/debootstrap --second-stage >>"$CACHE/debootstrap.log" 2>&1 ||
         die "debootstrap (second stage, under qemu) failed; see $CACHE/debootstrap.log"
-    touch "$tmp/.digit-reader-rootfs"
+    printf '%s\n' "$ROOTFS_PACKAGES" >"$tmp/.digit-reader-rootfs"
     mv -T "$tmp" "$ROOTFS"
 else
     stage "reusing the arm64 rootfs in $ROOTFS"

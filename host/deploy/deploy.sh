@@ -69,11 +69,16 @@ preflight() { # VERSION KB REQHASH -> sets CURRENT, HAVE
     HAVE=$(sed -n 's/^have=//p' <<<"$out")
 }
 
-stage_release() { # the release tree in $TMP/release; sets VERSION, REQHASH, SIZE_KB
-    local stage=$TMP/release f
+need_models() {
+    local f
     for f in "${MODEL_FILES[@]}"; do
         [[ -f $REPO/$f ]] || die "$f is missing; run 'make train convert' first"
     done
+}
+
+stage_release() { # the release tree in $TMP/release; sets VERSION, REQHASH, SIZE_KB
+    local stage=$TMP/release
+    need_models
     mkdir -p "$stage/models"
     chmod 0755 "$stage"
     rsync -a --exclude __pycache__ --exclude '*.pyc' "$REPO/device" "$REPO/systemd" "$stage/"
@@ -103,10 +108,8 @@ cmd_deploy() {
 }
 
 cmd_deploy_model() {
-    local f out
-    for f in "${MODEL_FILES[@]}"; do
-        [[ -f $REPO/$f ]] || die "$f is missing; run 'make train convert' first"
-    done
+    local out
+    need_models
     preflight - "$(du -sk "${MODEL_FILES[@]/#/$REPO/}" | awk '{ s += $1 } END { print s }')" -
     [[ -n $CURRENT ]] || die "there is no release on $PI yet; run 'make deploy' first"
     out=$(remote prepare-model) || exit 1

@@ -125,18 +125,18 @@ ensure_venv() { # RELEASE: link RELEASE/venv to a venv with its requirements, bu
     mv -T "$release/.venv.tmp" "$release/venv"
 }
 
-health_check() { # RELEASE VERSION OLD: run the selftest inside the new release
-    local release=$1 version=$2 old=$3 out rc=0
-    log "health check: python -m device.selftest in release $version"
+health_check() { # RELEASE VERSION: run the selftest inside the new release; sets HEALTH_WHY
+    local release=$1 version=$2 out rc=0 args=()
+    # The installed config too: a key the new code no longer knows would stop the daemon.
+    if [[ -r $CONF_DIR/config.toml ]]; then args=(--config "$CONF_DIR/config.toml"); fi
+    log "health check: python -m device.selftest ${args[*]} in release $version"
     out=$(cd "$release" && PYTHONPATH=$release timeout "$SELFTEST_TIMEOUT" \
-        "$release/venv/bin/python" -m device.selftest 2>&1) || rc=$?
+        "$release/venv/bin/python" -m device.selftest "${args[@]}" 2>&1) || rc=$?
     printf '%s\n' "$out" | sed 's/^/  | /'
-    if ((rc != 0)); then
-        local why
-        why=$(printf '%s\n' "$out" | grep -m1 -E '^FAIL' || printf '%s\n' "$out" | tail -n 1)
-        ((rc == 124)) && why="timed out after ${SELFTEST_TIMEOUT}s"
-        fail "health check failed in release $version (${why:-exit $rc}); current is still ${old:-unset}"
-    fi
+    ((rc == 0)) && return 0
+    HEALTH_WHY=$(printf '%s\n' "$out" | grep -m1 -E '^FAIL' || printf '%s\n' "$out" | tail -n 1)
+    if ((rc == 124)); then HEALTH_WHY="timed out after ${SELFTEST_TIMEOUT}s"; fi
+    return 1
 }
 
 switch_to() { # VERSION: previous := current, current := VERSION, each by one rename
@@ -151,16 +151,19 @@ switch_to() { # VERSION: previous := current, current := VERSION, each by one re
     [[ -L $PI_DIR/venv ]] || ln -sfn current/venv "$PI_DIR/venv"
 }
 
+CONF_FILES=(config.toml config.example.toml config.toml.new)
+CONF_BACKUP=.before-deploy # under CONF_DIR: the files as they were, until the deploy succeeds
+
 install_config() { # RELEASE: install or update the config; never overwrite a user-edited one
-    local example=$1/device/config.example.toml cfg=$CONF_DIR/config.toml
+    local example=$1/device/config.example.toml cfg=$CONF_DIR/config.toml f
     local pristine=$CONF_DIR/config.example.toml # the defaults we installed last time
     [[ -f $example ]] || return 0
-    if [[ ! -d $CONF_DIR ]]; then
-        as_root install -d -m 0755 "$CONF_DIR"
-    fi
-    if [[ -f $cfg ]]; then
-        as_root cp -p "$cfg" "$CONF_DIR/.config.toml.before-deploy"
-    fi
+    as_root install -d -m 0755 "$CONF_DIR"
+    as_root rm -rf "${CONF_DIR:?}/$CONF_BACKUP"
+    as_root install -d -m 0755 "$CONF_DIR/$CONF_BACKUP"
+    for f in "${CONF_FILES[@]}"; do
+        if [[ -f $CONF_DIR/$f ]]; then as_root cp -p "$CONF_DIR/$f" "$CONF_DIR/$CONF_BACKUP/$f"; fi
+    done
     if [[ ! -f $cfg ]]; then
         put_file "$example" "$cfg"
         log "installed the default config as $cfg"
@@ -176,10 +179,17 @@ install_config() { # RELEASE: install or update the config; never overwrite a us
     put_file "$example" "$pristine"
 }
 
-restore_config() {
-    if [[ -f $CONF_DIR/.config.toml.before-deploy ]]; then
-        as_root mv -f "$CONF_DIR/.config.toml.before-deploy" "$CONF_DIR/config.toml"
-    fi
+restore_config() { # put the config files back as they were before install_config
+    local f backup=$CONF_DIR/$CONF_BACKUP
+    [[ -d $backup ]] || return 0
+    for f in "${CONF_FILES[@]}"; do
+        if [[ -f $backup/$f ]]; then
+            as_root mv -f "$backup/$f" "$CONF_DIR/$f"
+        else
+            as_root rm -f "${CONF_DIR:?}/$f"
+        fi
+    done
+    as_root rm -rf "$backup"
 }
 
 install_unit() { # RELEASE: install the unit (paths adjusted to PI_DIR) if it changed
@@ -280,12 +290,20 @@ cmd_activate() { # SRC VERSION|-: SRC is .incoming-* (fresh transfer) or an exis
         return 0
     fi
     ensure_venv "$release"
-    health_check "$release" "$version" "$old"
-    [[ ${DEPLOY_FAULT:-} == before-switch ]] && fail "fault injected (DEPLOY_FAULT=before-switch); current is still ${old:-unset}"
+    # The config first, so the health check sees what the daemon will read; undone on failure.
     install_config "$release"
+    if ! health_check "$release" "$version"; then
+        restore_config
+        fail "health check failed in release $version (${HEALTH_WHY:-no output}); current is still ${old:-unset}"
+    fi
+    if [[ ${DEPLOY_FAULT:-} == before-switch ]]; then
+        restore_config
+        fail "fault injected (DEPLOY_FAULT=before-switch); current is still ${old:-unset}"
+    fi
     [[ ${DEPLOY_NO_SYSTEMD:-0} == 1 ]] || install_unit "$release"
     go_live "$version" "$old"
-    rm -f "$CONF_DIR/.config.toml.before-deploy" "$UNIT_DIR/$SERVICE.service.before-deploy" 2>/dev/null || true
+    as_root rm -rf "${CONF_DIR:?}/$CONF_BACKUP"
+    if [[ ${DEPLOY_NO_SYSTEMD:-0} != 1 ]]; then as_root rm -f "$UNIT_DIR/$SERVICE.service.before-deploy"; fi
     prune
     log "deployed $version (previous: ${old:-none})"
 }
