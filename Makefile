@@ -15,7 +15,7 @@ PI_KEY ?=
 PI_DIR ?= /opt/digit-reader
 export PI PI_PORT PI_KEY PI_DIR
 
-.PHONY: help setup data train train-seed convert convert-seed evaluate frames demo test lint typecheck \
+.PHONY: help setup data train train-seed convert convert-seed evaluate frames demo selftest test lint typecheck \
         bench deploy deploy-model rollback provision test-arm64 clean
 
 help: ## List the targets
@@ -57,6 +57,9 @@ frames: data ## Render recorded test frames (tests/frames/) from MNIST test digi
 
 demo: $(STAMP) ## Run the daemon over the bundled frames with mock LEDs (ends by itself)
 	GPIOZERO_PIN_FACTORY=mock $(PY) -m device.daemon --config device/demo.toml
+
+selftest: $(STAMP) ## Health check: model vs manifest, bundled image read correctly
+	$(PY) -m device.selftest
 
 lint: $(STAMP) ## ruff lint + format check, mypy on device/
 	$(VENV)/bin/ruff check .
