@@ -56,7 +56,12 @@ def _render_range(args: tuple[int, int, int]) -> tuple[list[np.ndarray], list[in
     matched = 0
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
-        data, record, _ = render_frame(bank, noise, rng, *FRAME_SIZE)
+        try:
+            data, record, _ = render_frame(bank, noise, rng, *FRAME_SIZE)
+        except RuntimeError as e:
+            # The renderer gives up on a rare layout ("layout placed no number"): skip the frame.
+            logger.debug("frame %d skipped: %s", i, e)
+            continue
         frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
         segments = segmenter.segment(frame)
         labels = _labels_for(segments, record["numbers"])
