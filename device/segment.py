@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import cv2
@@ -98,6 +98,13 @@ _VALLEY_ASPECT = 1.1
 _VALLEY_DEPTH = 0.5
 # ("either side": within this fraction of the blob's width.)
 _VALLEY_REACH = 0.15
+# A blob split for its width is offered whole to the reader only up to this w/h: MNIST's
+# single digits reach 1.43 (99th percentile), none comes near 2.
+_WHOLE_MAX_ASPECT = 2.0
+# A whole blob's two-digit alternatives are cut at the weakest column within each of these
+# windows (fractions of its width): overlapping digits rarely meet at the weakest column
+# overall, and a pair with a "1" ("16") meets well off centre.
+_ALTERNATIVE_WINDOWS = (0.25, 0.42, 0.58, 0.75)
 
 
 def _check(cond: bool, name: str, message: str) -> None:
@@ -128,6 +135,9 @@ class SegmenterConfig:
     split_aspect: float = 1.55
     # w/h from which a blob is checked for a narrow touching pair ("11", "71") at a clean cut
     clean_split_aspect: float = 0.3
+    # w/h from which a blob left whole also comes with a two-digit split as an alternative
+    # for the reader to weigh by classifier confidence (touching "29" looks like a wide 0)
+    alternative_aspect: float = 1.3
     digit_aspect: float = 0.75  # typical digit w/h, to estimate how many digits a blob holds
     split_search: float = 0.3  # search +- this fraction of one digit width for the cut
     line_kernel_frac: float = 0.08  # of frame width/height: opening length that finds lines
@@ -169,6 +179,7 @@ class SegmenterConfig:
         _check(0.3 <= self.max_fill <= 1.0, "max_fill", "must be 0.3..1")
         _check(0.5 <= self.split_aspect <= 10.0, "split_aspect", "must be 0.5..10")
         _check(0.2 <= self.clean_split_aspect <= 10.0, "clean_split_aspect", "must be 0.2..10")
+        _check(0.2 <= self.alternative_aspect <= 10.0, "alternative_aspect", "must be 0.2..10")
         _check(0.2 <= self.digit_aspect <= 2.0, "digit_aspect", "must be 0.2..2")
         _check(0.0 <= self.split_search <= 0.5, "split_search", "must be 0..0.5")
         _check(0.01 <= self.line_kernel_frac <= 1.0, "line_kernel_frac", "must be 0.01..1")
@@ -209,6 +220,12 @@ class Segment:
     box: Box  # x, y, w, h in FULL-frame coordinates (roi offset added back)
     ink: F32  # (h, w) float32 crop of the box, ink bright in [0, 1], other blobs zeroed
     group: int  # which number (row / cell / gap-separated cluster), 0-based in reading order
+    # Other readings of the same ink when the segmenter cannot tell by shape alone whether a
+    # blob is one digit or touching ones: each alternative replaces this segment and the
+    # ``span - 1`` segments after it (the other parts of a split blob). The reader classifies
+    # all of them in its one batch and keeps the most confident reading.
+    alternatives: tuple[tuple[Segment, ...], ...] = ()
+    span: int = 1
 
 
 @dataclass
@@ -374,10 +391,18 @@ class Segmenter:
         groups = self._group(blobs, separators)
         out: list[Segment] = []
         for g, members in enumerate(groups):
-            for b in self._split_wide(members):
-                ink = self._ink(b, buf)
-                out.append(Segment((b.x + ox, b.y + oy, b.w, b.h), ink, g))
+            for chosen, others in self._split_wide(members):
+                segs = [self._segment(b, buf, ox, oy, g) for b in chosen]
+                alts = tuple(
+                    tuple(self._segment(b, buf, ox, oy, g) for b in alt) for alt in others if alt
+                )
+                if segs and alts:
+                    segs[0] = replace(segs[0], alternatives=alts, span=len(segs))
+                out.extend(segs)
         return out
+
+    def _segment(self, b: _Blob, buf: _Buffers, ox: int, oy: int, group: int) -> Segment:
+        return Segment((b.x + ox, b.y + oy, b.w, b.h), self._ink(b, buf), group)
 
     def _components(self, buf: _Buffers) -> tuple[int, I32, I32]:
         """Label the 2x2 max-pooled binary image (any ink in a cell makes the cell ink)."""
@@ -580,49 +605,57 @@ class Segmenter:
         return False
 
     # ---------------------------------------------------------------- touching digits
-    def _split_wide(self, blobs: list[_Blob]) -> list[_Blob]:
+    def _split_wide(self, blobs: list[_Blob]) -> list[tuple[list[_Blob], list[list[_Blob]]]]:
         """Split blobs that hold touching digits; ``blobs`` is one number, left to right.
 
         Two signs: a blob much wider than one digit; or a narrow pair such as "11" or "71",
         told by a column crossed by a single thin stroke with a full-height part either side.
         Comparing with the width of the number's other digits (tried twice) split wide 0s,
         2s and 4s more often than it found touching pairs.
+
+        Shape alone cannot settle every blob, so each comes back as (the segmenter's choice,
+        alternatives): a split blob offers itself whole, a whole blob wide enough to be two
+        touching digits offers its best two-way cut; the reader keeps what classifies best.
         """
         cfg = self.config
-        out: list[_Blob] = []
+        out: list[tuple[list[_Blob], list[list[_Blob]]]] = []
         for b in blobs:
             aspect = b.w / b.h
-            count = 1
             if aspect > cfg.split_aspect:
                 count = max(2, round(b.w / (cfg.digit_aspect * b.h)))
-            if count > 1:
-                out.extend(self._cut(b, count))
+                whole = [[b]] if aspect <= _WHOLE_MAX_ASPECT else []
+                out.append((self._cut(b, count), whole))
                 continue
             if aspect >= cfg.clean_split_aspect:
                 cut = _clean_cut(b.mask)
                 if cut is not None:
-                    out.extend(_pieces_at(b, [0, cut, b.w], cfg.min_digit_height))
+                    out.append((_pieces_at(b, [0, cut, b.w], cfg.min_digit_height), [[b]]))
                     continue
-            out.append(b)
+            others = []
+            if aspect >= cfg.alternative_aspect:
+                others = [
+                    parts
+                    for c in _two_way_cuts(b.mask)
+                    if len(parts := _pieces_at(b, [0, c, b.w], cfg.min_digit_height)) == 2
+                ]
+            out.append(([b], others))
         return out
 
-    def _cut(self, b: _Blob, count: int) -> list[_Blob]:
-        """Cut ``b`` into ``count`` digits at the weakest columns near the expected places."""
+    def _cut(self, b: _Blob, count: int, search: float | None = None) -> list[_Blob]:
+        """Cut ``b`` into ``count`` digits at the weakest columns near the expected places.
+
+        ``search``: how far from the expected place to look, in digit widths (default
+        ``split_search``).
+        """
         cfg = self.config
-        mask = b.mask
-        # Column weakness: ink count plus the column's ink span. Where two round digits
-        # touch, their sides make a tall column of ink, but the span there is short: the
-        # top and bottom contours dip towards the contact point.
-        filled = mask.any(axis=0)
-        top = np.argmax(mask, axis=0)
-        bottom = b.h - np.argmax(mask[::-1], axis=0)
-        profile = mask.sum(axis=0) + np.where(filled, bottom - top, 0)
+        search = cfg.split_search if search is None else search
+        profile = _weakness(b.mask)
         step = b.w / count
         cuts = [0]
         for k in range(1, count):
             centre = k * step
-            lo = max(cuts[-1] + 1, int(centre - cfg.split_search * step))
-            hi = min(b.w - 1, int(centre + cfg.split_search * step) + 1)
+            lo = max(cuts[-1] + 1, int(centre - search * step))
+            hi = min(b.w - 1, int(centre + search * step) + 1)
             if hi <= lo:
                 continue
             window = profile[lo:hi]
@@ -688,6 +721,18 @@ class Segmenter:
         return np.minimum(ink / top, 1.0).astype(np.float32)
 
 
+def _weakness(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Per column: ink count plus the column's ink span (low where digits touch).
+
+    Where two round digits touch, their sides make a tall column of ink, but the span there
+    is short: the top and bottom contours dip towards the contact point.
+    """
+    filled = mask.any(axis=0)
+    top = np.argmax(mask, axis=0)
+    bottom = mask.shape[0] - np.argmax(mask[::-1], axis=0)
+    return (mask.sum(axis=0) + np.where(filled, bottom - top, 0)).astype(np.int64)
+
+
 def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
     """Column where a narrow pair ("11", "71") touches, or None for a single digit.
 
@@ -734,6 +779,23 @@ def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
         best = int(c)
         break
     return best
+
+
+def _two_way_cuts(mask: npt.NDArray[np.bool_]) -> list[int]:
+    """Candidate columns where a blob may be two touching digits, one per window.
+
+    Where touching digits overlap, the weakest column is often inside one of them, so the
+    reader is offered a cut left of, at and right of the middle and keeps what reads best.
+    """
+    w = mask.shape[1]
+    profile = _weakness(mask)
+    cuts: list[int] = []
+    for lo_frac, hi_frac in itertools.pairwise(_ALTERNATIVE_WINDOWS):
+        lo, hi = int(lo_frac * w), max(int(lo_frac * w) + 1, int(hi_frac * w))
+        c = lo + int(np.argmin(profile[lo:hi]))
+        if 0 < c < w and c not in cuts:
+            cuts.append(c)
+    return cuts
 
 
 def _trim(b: _Blob) -> _Blob:

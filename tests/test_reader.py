@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class FakeSegment:
     box: tuple[int, int, int, int]
     ink: np.ndarray
     group: int = 0
+    alternatives: tuple[tuple[FakeSegment, ...], ...] = ()
+    span: int = 1
 
 
 class FakeSegmenter:
@@ -149,6 +151,52 @@ def test_timings_cover_each_stage() -> None:
     assert all(v >= 0 for v in timings.values())
 
 
+def _ambiguous(primary_span: int) -> list[FakeSegment]:
+    """A blob read whole (span 1, alternative: two halves) or split (span 2, alt: whole)."""
+    whole = FakeSegment((10, 10, 40, 30), _blob(30, 40))
+    halves = (FakeSegment((10, 10, 20, 30), _blob()), FakeSegment((30, 10, 20, 30), _blob()))
+    if primary_span == 1:
+        return [replace(whole, alternatives=(halves,))]
+    return [replace(halves[0], alternatives=((whole,),), span=2), halves[1]]
+
+
+def test_reader_takes_the_split_when_the_halves_read_more_confidently() -> None:
+    # Batch order: the segments, then the alternative's segments.
+    classifier = FakeClassifier([0, 2, 9], [0.62, 0.99, 0.98])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "29"
+    assert [d.box for d in reading.digits] == [(10, 10, 20, 30), (30, 10, 20, 30)]
+    assert reading.confident  # a clear win is not a doubt
+    # Whole and halves were classified together: one call per frame.
+    assert len(classifier.batches) == 1 and len(classifier.batches[0]) == 3
+
+
+def test_a_narrow_win_of_an_alternative_makes_the_reading_unsure() -> None:
+    classifier = FakeClassifier([0, 2, 9], [0.95, 0.97, 0.98])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "29" and not reading.confident
+    assert "'29' could be '0'" in reading.reason
+
+
+def test_reader_keeps_the_whole_digit_when_the_halves_are_unconfident() -> None:
+    classifier = FakeClassifier([0, 1, 7], [0.97, 0.55, 0.71])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "0" and reading.digits[0].box == (10, 10, 40, 30)
+
+
+def test_reader_undoes_a_split_when_the_whole_blob_reads_better() -> None:
+    # Primary: two halves (a 4 cut at its stem), alternative: the whole blob.
+    classifier = FakeClassifier([1, 7, 4], [0.6, 0.7, 0.99])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(2)), ReaderConfig(), Preprocessing())
+    assert reader.read(FRAME).text == "4"
+    classifier = FakeClassifier([4, 5, 9], [0.99, 0.98, 0.8])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(2)), ReaderConfig(), Preprocessing())
+    assert reader.read(FRAME).text == "45"
+
+
 def test_threshold_defaults_to_the_manifest_recommendation() -> None:
     assert threshold_from_manifest({"recommended_threshold": 0.93}) == 0.93
     assert threshold_from_manifest({}) == DEFAULT_THRESHOLD
@@ -259,3 +307,56 @@ def test_reader_is_fast_enough_on_a_vga_frame(real_reader: Reader) -> None:
     totals = [real_reader.read(frame).total_ms for _ in range(5)]
     # Generous bound for a shared CI machine; the Pi figure is measured separately.
     assert statistics.median(totals) < 250
+
+
+# --- classifier-guided splitting with real MNIST digits and the real model ---------------
+
+
+def _mnist_page(ink: np.ndarray, scale: int = 4) -> np.ndarray:
+    """Dark ink on white paper: an MNIST-style ink image (bright strokes) scaled up."""
+    h, w = ink.shape
+    big = cv2.resize(ink, (w * scale, h * scale), interpolation=cv2.INTER_LINEAR)
+    page = np.full((h * scale + 80, w * scale + 120), 255, np.uint8)
+    page[40 : 40 + h * scale, 60 : 60 + w * scale] = 255 - big
+    return page
+
+
+def _first(x: np.ndarray, y: np.ndarray, digit: int) -> np.ndarray:
+    """The first MNIST test image of ``digit``, cut to its inked columns."""
+    img = x[int(np.flatnonzero(y == digit)[0])]
+    return np.asarray(img[:, img.max(axis=0) > 0])
+
+
+@pytest.fixture(scope="module")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    from host.mnist import load_mnist
+
+    data = load_mnist()
+    return data.x_test, data.y_test
+
+
+def test_reader_splits_touching_mnist_digits_the_segmenter_keeps_whole(
+    real_reader: Reader, mnist_test: tuple[np.ndarray, np.ndarray]
+) -> None:
+    seven, two = _first(*mnist_test, 7), _first(*mnist_test, 2)
+    overlap = 4  # columns the two digits share: their strokes touch
+    ink = np.zeros((28, seven.shape[1] + two.shape[1] - overlap), np.uint8)
+    ink[:, : seven.shape[1]] = seven
+    right = ink[:, seven.shape[1] - overlap :]
+    np.maximum(right, two, out=right)
+    page = _mnist_page(ink)
+    segments = real_reader.segmenter.segment(page)
+    # The segmenter alone sees one wide blob (w/h about 1.3) and offers cuts as alternatives.
+    assert len(segments) == 1 and segments[0].alternatives  # type: ignore[attr-defined]
+    assert real_reader.read(page).text == "72"
+
+
+def test_reader_keeps_a_wide_mnist_zero_whole(
+    real_reader: Reader, mnist_test: tuple[np.ndarray, np.ndarray]
+) -> None:
+    zero = _first(*mnist_test, 0)
+    wide = cv2.resize(zero, (int(zero.shape[1] * 1.8), 28), interpolation=cv2.INTER_LINEAR)
+    page = _mnist_page(wide)
+    segments = real_reader.segmenter.segment(page)
+    assert len(segments) == 1 and segments[0].alternatives  # type: ignore[attr-defined]
+    assert real_reader.read(page).text == "0"
