@@ -238,12 +238,12 @@ def test_reader_config_treats_empty_values_as_unset() -> None:
 
 # --- end to end on recorded frames (tests/frames/, committed with truth.json) ---------------
 
-# Measured on `make frames` output (40 frames, 268 digits, seed 7) with the interim model and
-# the segmenter of 03:07 UTC: exact 0.525-0.575, digits 0.787, confident readings right 12 of 13.
-# The floors sit a little below; raise them when the final model and segmenter land.
-MIN_EXACT_MATCH = 0.45
-MIN_DIGIT_ACCURACY = 0.72
-MIN_CONFIDENT_PRECISION = 0.8
+# Measured on `make frames` output (40 frames, 268 digits, seed 7) with the 99.53% model
+# (a1e0434) and the classifier-guided segmenter (26273d5): exact 27/40 = 0.675, digits
+# 237/268 = 0.884, confident readings right 17 of 19. The floors sit a little below.
+MIN_EXACT_MATCH = 0.62
+MIN_DIGIT_ACCURACY = 0.85
+MIN_CONFIDENT_PRECISION = 0.85
 
 
 def _truth() -> list[dict[str, Any]]:
