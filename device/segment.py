@@ -442,7 +442,8 @@ class Segmenter:
         lut[candidates] = 1
         mask = lut[labels[y0:y1, x0:x1]]
         vertical: list[Box] = []
-        found_dir: list[tuple[bool, U8, float]] = []
+        # Per direction: (horizontal, grown half-resolution line map, line boxes, thickness).
+        found_dir: list[tuple[bool, U8, I32, float]] = []
         for horizontal in (True, False):
             side = hw if horizontal else hh
             length = max(3, round(cfg.line_kernel_frac * side))
@@ -470,46 +471,90 @@ class Segmenter:
                 continue
             keep = np.concatenate(([False], is_line))
             found = keep[rl].astype(np.uint8)
+            boxes = rst[np.flatnonzero(is_line) + 1, :4].astype(np.int32)
             if not horizontal:
-                for i in np.flatnonzero(is_line) + 1:
-                    sx, sy, sw, sh = (int(v) * _POOL for v in rst[i, :4])
+                for sx, sy, sw, sh in (boxes * _POOL).tolist():
                     vertical.append((sx + x0 * _POOL, sy + y0 * _POOL, sw, sh))
             # Grow along the line by half a kernel: the opening trims line ends and leaves
             # stubs at junctions that look like 1s.
             grow = (length, 1) if horizontal else (1, length)
             found = cv2.dilate(found, np.ones(grow[::-1], np.uint8))
-            found_dir.append((horizontal, found, float(thickness[is_line].max()) * _POOL))
-        if not found_dir:
-            return vertical
-        fy0, fx0, fy1, fx1 = y0 * _POOL, x0 * _POOL, y1 * _POOL, x1 * _POOL
-        region = buf.binary[fy0:fy1, fx0:fx1]
-        size = (fx1 - fx0, fy1 - fy0)
-        cand = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST) & region
-        lines = []
+            # The line boxes grow the same way, so each box holds all of its grown line.
+            half_len = length // 2 + 1
+            boxes[:, 0 if horizontal else 1] -= half_len
+            boxes[:, 2 if horizontal else 3] += 2 * half_len
+            found_dir.append((horizontal, found, boxes, float(thickness[is_line].max()) * _POOL))
+        for horizontal, _, boxes, thick in found_dir:
+            for box in boxes.tolist():
+                self._erase_line_strip(buf, mask, found_dir, horizontal, box, thick, level, x0, y0)
+        return vertical
+
+    def _erase_line_strip(
+        self,
+        buf: _Buffers,
+        mask: U8,
+        found_dir: list[tuple[bool, U8, I32, float]],
+        horizontal: bool,
+        box: list[int],
+        thick: float,
+        level: float,
+        x0: int,
+        y0: int,
+    ) -> None:
+        """Erase one line at full resolution, in a strip around its half-resolution box.
+
+        Only the strip is upsampled and compared with the contrast image: a ruled page has
+        ten or more lines, but they cover a small part of the frame.
+        """
+        hh, hw = mask.shape
+        # Line pixels within ``reach`` (full px, across the line) of other strong ink are where
+        # a stroke crosses or touches the line: they stay.
+        reach = 2 * round(thick) + 3
+        # Margin (half px) across the line: the dilation by ``reach`` must see the ink on both
+        # sides of every pixel it decides, plus the line's one-pixel anti-aliased edge.
+        margin = reach // (2 * _POOL) + 2
+        bx, by, bw, bh = box
+        if horizontal:
+            sx0, sx1 = max(0, bx), min(hw, bx + bw)
+            sy0, sy1 = max(0, by - margin), min(hh, by + bh + margin)
+        else:
+            sx0, sx1 = max(0, bx - margin), min(hw, bx + bw + margin)
+            sy0, sy1 = max(0, by), min(hh, by + bh)
+        if sx1 <= sx0 or sy1 <= sy0:
+            return
+        fy0, fx0 = (y0 + sy0) * _POOL, (x0 + sx0) * _POOL
+        size = ((sx1 - sx0) * _POOL, (sy1 - sy0) * _POOL)
+        region = buf.binary[fy0 : fy0 + size[1], fx0 : fx0 + size[0]]
+        contrast = buf.contrast[fy0 : fy0 + size[1], fx0 : fx0 + size[0]]
+        cand = cv2.resize(mask[sy0:sy1, sx0:sx1], size, interpolation=cv2.INTER_NEAREST) & region
         all_lines = np.zeros_like(cand)
-        for horizontal, found, thick in found_dir:
-            up = cv2.resize(found, size, interpolation=cv2.INTER_NEAREST)
+        own = all_lines
+        for hz, found, _, _ in found_dir:
+            up = cv2.resize(found[sy0:sy1, sx0:sx1], size, interpolation=cv2.INTER_NEAREST)
             # One pixel more across the line: its anti-aliased edge.
-            across = np.ones((3, 1) if horizontal else (1, 3), np.uint8)
+            across = np.ones((3, 1) if hz else (1, 3), np.uint8)
             line = cv2.dilate(up, across) & cand
-            lines.append((horizontal, line, thick))
             all_lines |= line
+            if hz == horizontal:
+                own = line
         # Only strong ink vouches for a crossing: faint paper texture between two rules
         # would otherwise keep whole stretches of them.
-        strong = (buf.contrast[fy0:fy1, fx0:fx1] > level).view(np.uint8)
+        strong = (contrast > level).view(np.uint8)
         rest = cand & (all_lines ^ 1) & strong
-        erase = np.zeros_like(cand)
-        for horizontal, line, thick in lines:
-            reach = 2 * round(thick) + 3
-            kernel = np.ones((reach, 1) if horizontal else (1, reach), np.uint8)
-            # Line pixels next to other ink (above / below a horizontal line) are where a
-            # stroke crosses or touches the line: they stay.
-            crossing = cv2.dilate(rest, kernel)
-            erase |= line & (crossing ^ 1)
-        wipe = erase.astype(np.bool_)
-        region[wipe] = 0
-        buf.contrast[fy0:fy1, fx0:fx1][wipe] = 0
-        return vertical
+        kernel = np.ones((reach, 1) if horizontal else (1, reach), np.uint8)
+        crossing = cv2.dilate(rest, kernel)
+        erase = own & (crossing ^ 1)
+        # Decide only where the dilation saw both sides (the strip's edge rows or columns
+        # belong to a neighbouring strip, if to any line).
+        edge = reach // 2 + 1
+        top_open = sy0 == 0 if horizontal else sx0 == 0
+        far_open = (sy1 == hh) if horizontal else (sx1 == hw)
+        lo = 0 if top_open else edge
+        hi = None if far_open else -edge
+        core = (slice(lo, hi), slice(None)) if horizontal else (slice(None), slice(lo, hi))
+        wipe = erase[core].astype(np.bool_)
+        region[core][wipe] = 0
+        contrast[core][wipe] = 0
 
     # ---------------------------------------------------------------- blobs
     def _pieces(self, buf: _Buffers, n: int, labels: I32, stats: I32, level: float) -> list[_Blob]:
