@@ -51,7 +51,7 @@ BATCHES = (1, 8)
 HD_FRAMES = 100
 # Tesseract's single-line mode (psm 7) is run on this many frames as a cross-check of the
 # block mode (psm 6) used for the headline figures; both cost ~0.3 s a frame.
-PSM7_FRAMES = 100
+PSM7_FRAMES = 50
 # Thresholds for the accepted-rate / error curve: coarse below 0.9, fine above.
 THRESHOLDS = tuple(
     float(t)
@@ -472,7 +472,7 @@ def mnist_accuracy(nets: list[Network], plan: Plan) -> list[dict[str, Any]]:
 
 
 def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
-    from host.reading_score import score, threshold_curve
+    from host.reading_score import ERROR_KINDS, error_kind, score, threshold_curve
 
     out: dict[str, Any] = {"sizes": {}, "peers": []}
     for size, res in frames["sizes"].items():
@@ -486,6 +486,10 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
         out["sizes"][size] = {
             "score": sc,
             "curve": threshold_curve(correct, min_conf, THRESHOLDS),
+            "errors": {
+                k: sum(error_kind(t, g) == k for t, g in zip(truths, texts, strict=True))
+                for k in ERROR_KINDS[1:]
+            },
             "confident": n_conf,
             "confident_right": sum(c and ok for c, ok in zip(confident, correct, strict=True)),
         }

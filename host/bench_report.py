@@ -563,6 +563,7 @@ def _section_accuracy(results: dict[str, Any]) -> str:
                 f"{_pct(sc.digit_rate)} ({sc.digits_right}/{sc.digits})",
                 f"{conf} ({_pct(conf / sc.frames)})",
                 f"{_pct(acc['confident_right'] / conf) if conf else 'n/a'}",
+                " / ".join(str(v) for v in acc.get("errors", {}).values()) or "—",
             )
         )
     vga = next(iter(fa.values()))["curve"]
@@ -587,7 +588,10 @@ def _section_accuracy(results: dict[str, Any]) -> str:
             "Exact match: the whole normalised text equals the truth. Digit accuracy: "
             "(truth digits − edit distance) / truth digits, per frame, summed. *Confident*: "
             "the reader's own verdict with the manifest's recommended threshold "
-            f"({rec}).",
+            f"({rec}). *Wrong* readings by first cause: *digit count* = digits missed or "
+            "extra (segmentation), *grouping* = every digit right but the numbers split "
+            "differently, *misread* = as many digits as the truth, some labelled wrong "
+            "(classification).",
             _table(
                 (
                     "size",
@@ -597,6 +601,7 @@ def _section_accuracy(results: dict[str, Any]) -> str:
                     "digit accuracy",
                     "confident readings",
                     "right among confident",
+                    "wrong: digit count / grouping / misread",
                 ),
                 frows,
             ),

@@ -87,3 +87,24 @@ def threshold_curve(
         error = float((~ok[accepted]).mean()) if n else float("nan")
         points.append(CurvePoint(float(t), n / max(1, len(ok)), error, n))
     return points
+
+
+ERROR_KINDS = ("right", "digit count", "grouping", "misread")
+
+
+def error_kind(truth: str, got: str) -> str:
+    """Why a reading differs from the truth, as the first cause the pipeline would own.
+
+    "digit count": digits missed or extra (segmentation); "grouping": every digit right but
+    the numbers split differently; "misread": as many digits as the truth, some labelled wrong
+    (classification).
+    """
+    t, g = normalise_text(truth), normalise_text(got)
+    if t == g:
+        return "right"
+    td, gd = t.replace(" ", ""), g.replace(" ", "")
+    if len(td) != len(gd):
+        return "digit count"
+    if td == gd:
+        return "grouping"
+    return "misread"

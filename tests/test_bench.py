@@ -16,7 +16,13 @@ import pytest
 from host import pi_estimate
 from host.bench_report import CHARTS
 from host.bench_timing import Contender, Summary, interleaved
-from host.reading_score import edit_distance, normalise_text, score, threshold_curve
+from host.reading_score import (
+    edit_distance,
+    error_kind,
+    normalise_text,
+    score,
+    threshold_curve,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_TIMEOUT_S = 240
@@ -169,3 +175,10 @@ def test_pi_estimate_is_slower_on_slower_cores_and_grows_with_macs() -> None:
     est = pi_estimate.estimate(macs, host_other_ms=2.0, digits_per_frame=5, core=a72)
     assert est.frame_ms[0] < est.frame_ms[1]
     assert est.frame_ms[0] > 2.0 * a72.slowdown[0]
+
+
+def test_error_kind_separates_segmentation_grouping_and_misreads() -> None:
+    assert error_kind("12 34", "12\n34") == "right"
+    assert error_kind("12 34", "1234") == "grouping"
+    assert error_kind("12 34", "12 3") == "digit count"
+    assert error_kind("12 34", "12 35") == "misread"
