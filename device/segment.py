@@ -438,9 +438,8 @@ class Segmenter:
         x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
         x1 = int((st[:, 0] + st[:, 2]).max())
         y1 = int((st[:, 1] + st[:, 3]).max())
-        lut = np.zeros(len(stats), np.uint8)
-        lut[candidates] = 1
-        mask = lut[labels[y0:y1, x0:x1]]
+        region = labels[y0:y1, x0:x1]
+        mask = _select(region, st[:, :4] - np.array([x0, y0, 0, 0], np.int32), candidates)
         vertical: list[Box] = []
         # Per direction: (horizontal, grown half-resolution line map, line boxes, thickness).
         found_dir: list[tuple[bool, U8, I32, float]] = []
@@ -469,8 +468,16 @@ class Segmenter:
             )
             if not is_line.any():
                 continue
-            keep = np.concatenate(([False], is_line))
-            found = keep[rl].astype(np.uint8)
+            others = np.flatnonzero(~is_line) + 1
+            if others.size <= is_line.size // 2:
+                # Mostly lines: erase the few other runs (a digit's long stroke) in their boxes.
+                found = runs
+                for i in others.tolist():
+                    bx, by, bw, bh = (int(v) for v in rst[i, :4])
+                    found[by : by + bh, bx : bx + bw][rl[by : by + bh, bx : bx + bw] == i] = 0
+            else:
+                lines = np.flatnonzero(is_line) + 1
+                found = _select(rl, rst[lines, :4], lines)
             boxes = rst[np.flatnonzero(is_line) + 1, :4].astype(np.int32)
             if not horizontal:
                 for sx, sy, sw, sh in (boxes * _POOL).tolist():
@@ -766,6 +773,19 @@ class Segmenter:
         return np.minimum(ink / top, 1.0).astype(np.float32)
 
 
+def _select(labels: I32, boxes: npt.NDArray[Any], ids: npt.NDArray[np.intp]) -> U8:
+    """1 where ``labels`` is one of ``ids`` (each inside its box), else 0.
+
+    Comparing inside each component's box touches a few lines' worth of pixels; a lookup
+    table indexed by the whole label image costs a full gather per call.
+    """
+    out = np.zeros(labels.shape, np.uint8)
+    for i, (bx, by, bw, bh) in zip(ids.tolist(), boxes.tolist(), strict=True):
+        window = out[by : by + bh, bx : bx + bw]
+        window |= (labels[by : by + bh, bx : bx + bw] == i).view(np.uint8)
+    return out
+
+
 def _weakness(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     """Per column: ink count plus the column's ink span (low where digits touch).
 
@@ -789,14 +809,18 @@ def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
     lo, hi = int(_CLEAN_CUT_WINDOW * w), int((1 - _CLEAN_CUT_WINDOW) * w) + 1
     if hi - lo < 1:
         return None
-    count = mask.sum(axis=0)
     starts = mask[0].astype(np.int64) + (mask[1:] & ~mask[:-1]).sum(axis=0)
+    wide = w >= _VALLEY_ASPECT * mask.shape[0]
+    if not (starts[lo:hi] <= (2 if wide else 1)).any():
+        # Every middle column is crossed by more strokes than a cut allows (most 0s, 2s,
+        # 3s, 8s): settled without the stroke-width estimate below.
+        return None
+    count = mask.sum(axis=0)
     area = int(count.sum())
     inner = cv2.erode(mask.view(np.uint8), np.ones((3, 3), np.uint8), borderValue=0)
     edge = area - int(np.count_nonzero(inner))
     stroke = max(1.0, 2.0 * area / max(1, edge))
     single = (starts[lo:hi] == 1) & (count[lo:hi] <= _CLEAN_CUT_STROKES * stroke)
-    wide = w >= _VALLEY_ASPECT * mask.shape[0]
     double = (starts[lo:hi] <= 2) & (count[lo:hi] <= 2 * _CLEAN_CUT_STROKES * stroke) & wide
     cols = np.flatnonzero(single | double) + lo
     if cols.size == 0:
