@@ -98,6 +98,8 @@ _VALLEY_ASPECT = 1.1
 _VALLEY_DEPTH = 0.5
 # ("either side": within this fraction of the blob's width.)
 _VALLEY_REACH = 0.15
+# A number's member shorter than this fraction of its tallest digit is not a digit.
+_SHORT_FRAC = 0.5
 # A blob split for its width is offered whole to the reader only up to this w/h: MNIST's
 # single digits reach 1.43 (99th percentile), none comes near 2.
 _WHOLE_MAX_ASPECT = 2.0
@@ -388,7 +390,7 @@ class Segmenter:
         blobs = self._blobs(pieces, gray.shape[0])
         if separators:
             blobs = [b for b in blobs if not self._line_stub(b, separators)]
-        groups = self._group(blobs, separators)
+        groups = [g for g in (_drop_short(m) for m in self._group(blobs, separators)) if g]
         out: list[Segment] = []
         for g, members in enumerate(groups):
             for chosen, others in self._split_wide(members):
@@ -771,6 +773,19 @@ class Segmenter:
         if top <= 0:
             return np.zeros_like(ink)
         return np.minimum(ink / top, 1.0).astype(np.float32)
+
+
+def _drop_short(number: list[_Blob]) -> list[_Blob]:
+    """``number`` without members much shorter than its tallest digit.
+
+    Handwritten digits of one number share a height (MNIST's are all scaled to one), so a
+    piece under ``_SHORT_FRAC`` of the tallest is a stroke fragment that no digit absorbed,
+    a dot of ink or residue at a shadow edge, not a digit of its own.
+    """
+    if len(number) < 2:
+        return number
+    tallest = max(b.h for b in number)
+    return [b for b in number if b.h >= _SHORT_FRAC * tallest]
 
 
 def _select(labels: I32, boxes: npt.NDArray[Any], ids: npt.NDArray[np.intp]) -> U8:
