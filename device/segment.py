@@ -854,19 +854,29 @@ def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
     cols = np.flatnonzero(single | double) + lo
     if cols.size == 0:
         return None
+    cols = cols[np.argsort(count[cols], kind="stable")]
+    # Each candidate's left part (rows inked before the column) and right part (rows inked
+    # after it), from each row's first and last inked column: one pass for all candidates.
+    h = mask.shape[0]
     rows_any = mask.any(axis=1)
-    best = None
-    for c in cols[np.argsort(count[cols], kind="stable")]:
-        left, right = mask[:, :c], mask[:, c + 1 :]
-        lr, rr = np.flatnonzero(left.any(axis=1)), np.flatnonzero(right.any(axis=1))
-        if lr.size == 0 or rr.size == 0:
-            continue
-        tall = _CLEAN_CUT_TALL * int(np.count_nonzero(rows_any))
-        if lr[-1] + 1 - lr[0] < tall or rr[-1] + 1 - rr[0] < tall:
-            continue
-        if rr[-1] - lr[-1] > _STEM_DROP * int(np.count_nonzero(rows_any)):
-            # The left part stops well above the right one: a 4's bar ending at its stem.
-            continue
+    first = np.where(rows_any, np.argmax(mask, axis=1), w)
+    last = np.where(rows_any, w - 1 - np.argmax(mask[:, ::-1], axis=1), -1)
+    left = first[None, :] < cols[:, None]
+    right = last[None, :] > cols[:, None]
+    top_l, top_r = np.argmax(left, axis=1), np.argmax(right, axis=1)
+    bot_l = h - 1 - np.argmax(left[:, ::-1], axis=1)
+    bot_r = h - 1 - np.argmax(right[:, ::-1], axis=1)
+    inked = int(np.count_nonzero(rows_any))
+    tall = _CLEAN_CUT_TALL * inked
+    ok = (
+        left.any(axis=1)
+        & right.any(axis=1)
+        & (bot_l + 1 - top_l >= tall)
+        & (bot_r + 1 - top_r >= tall)
+        # The left part stops well above the right one: a 4's bar ending at its stem.
+        & (bot_r - bot_l <= _STEM_DROP * inked)
+    )
+    for c in cols[ok].tolist():
         if starts[c] > 1:
             # Two strokes cross here: only a cut if the digits either side are much
             # inkier per column (a wide 0 is two strokes all along, no valley).
@@ -874,9 +884,8 @@ def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
             body = min(int(count[max(0, c - d) : c].max()), int(count[c + 1 : c + 1 + d].max()))
             if count[c] > _VALLEY_DEPTH * body:
                 continue
-        best = int(c)
-        break
-    return best
+        return int(c)
+    return None
 
 
 def _two_way_cuts(mask: npt.NDArray[np.bool_]) -> list[int]:
