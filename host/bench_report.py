@@ -606,7 +606,9 @@ def _section_accuracy(results: dict[str, Any]) -> str:
                 frows,
             ),
             "### Choosing the threshold",
-            "A reading is accepted when its least confident digit reaches the threshold. "
+            "A reading is accepted when its least confident digit reaches the threshold (this "
+            "curve uses that rule alone; the reader's own verdict above also refuses readings "
+            "the segmenter flags as doubtful, so it accepts a few fewer). "
             "Raising it trades accepted readings for fewer wrong ones; pick the lowest "
             "threshold whose error among accepted readings you can live with (640x480):",
             _table(("threshold", "accepted", "wrong among accepted", "accepted frames"), crow),
