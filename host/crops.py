@@ -44,11 +44,17 @@ def _labels_for(segments, numbers: list[str]) -> list[int] | None:
     return labels
 
 
-def _render_range(args: tuple[int, int, int]) -> tuple[list[np.ndarray], list[int], int]:
-    from host.frames import NoiseBank, load_bank, render_frame
+def _render_range(
+    args: tuple[int, int, int, np.ndarray],
+) -> tuple[list[np.ndarray], list[int], int]:
+    from host.frames import NoiseBank, render_frame
+    from host.handwriting import GlyphBank
+    from host.mnist import load_mnist
 
-    seed, start, stop = args
-    bank = load_bank("train")
+    seed, start, stop, indices = args
+    data = load_mnist()
+    # Only the digits the model trains on: held-out validation digits must not leak in.
+    bank = GlyphBank(data.x_train[indices], data.y_train[indices])
     noise = NoiseBank(*FRAME_SIZE, seed)
     segmenter = Segmenter(SegmenterConfig())
     xs: list[np.ndarray] = []
@@ -75,9 +81,10 @@ def _render_range(args: tuple[int, int, int]) -> tuple[list[np.ndarray], list[in
 
 
 def render_crops(
-    frames: int, seed: int, workers: int | None = None
+    frames: int, seed: int, indices: np.ndarray, workers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Render ``frames`` frames from MNIST training digits and return matched, normalised crops.
+    """Render ``frames`` frames from the MNIST training digits at ``indices`` and return the
+    matched, normalised crops.
 
     Frame i depends only on (seed, i), so splitting the range over worker processes gives the
     same crops in the same order as one process.
@@ -87,7 +94,7 @@ def render_crops(
 
     workers = workers or min(4, os.cpu_count() or 1)
     bounds = np.linspace(0, frames, workers + 1).astype(int)
-    jobs = [(seed, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    jobs = [(seed, int(a), int(b), indices) for a, b in itertools.pairwise(bounds)]
     started = time.monotonic()
     if workers == 1:
         parts = [_render_range(jobs[0])]
@@ -108,20 +115,24 @@ def render_crops(
     return np.stack(xs).astype(np.float32), np.asarray(ys, np.uint8), stats
 
 
-def camera_crops(frames: int, seed: int, cache_dir: Path = CACHE_DIR):
-    """``render_crops`` with an on-disk cache keyed by (frames, seed, segmenter source hash)."""
+def camera_crops(frames: int, seed: int, indices: np.ndarray, cache_dir: Path = CACHE_DIR):
+    """``render_crops`` with an on-disk cache keyed by frames, seed, digits and code."""
     import hashlib
 
     import device.segment as segment_module
 
-    source = Path(segment_module.__file__).read_bytes() + Path(__file__).read_bytes()
+    source = (
+        Path(segment_module.__file__).read_bytes()
+        + Path(__file__).read_bytes()
+        + np.asarray(indices, np.int64).tobytes()
+    )
     key = hashlib.sha256(source).hexdigest()[:12]
     path = cache_dir / f"crops-{frames}-{seed}-{key}.npz"
     if path.is_file():
         with np.load(path) as cached:
             logger.info("camera crops: %d from cache %s", len(cached["y"]), path)
             return cached["x"], cached["y"], {"cached": 1.0, "crops": float(len(cached["y"]))}
-    x, y, stats = render_crops(frames, seed)
+    x, y, stats = render_crops(frames, seed, indices)
     logger.info(
         "camera crops: %d crops from %d of %d frames in %.0f s",
         stats["crops"], stats["matched_frames"], frames, stats["seconds"],

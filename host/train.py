@@ -87,7 +87,7 @@ def prepare_data(arch: str, limit: int | None, rng: np.random.Generator, camera_
     if camera_frames:
         from host.crops import camera_crops
 
-        cx, cy, _ = camera_crops(camera_frames, seed=int(rng.integers(1 << 30)))
+        cx, cy, _ = camera_crops(camera_frames, int(rng.integers(1 << 30)), np.sort(train_idx))
         logger.info("added %d camera-like crops from %d rendered frames", len(cx), camera_frames)
         x_tr, y_tr = np.concatenate([x_tr, cx]), np.concatenate([y_tr, cy])
     return x_tr, y_tr, augment.renormalize(x_val), y_val
