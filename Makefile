@@ -16,7 +16,7 @@ PI_DIR ?= /opt/digit-reader
 export PI PI_PORT PI_KEY PI_DIR
 
 .PHONY: help setup data train train-seed convert convert-seed evaluate frames demo selftest test lint typecheck \
-        bench deploy deploy-model rollback provision test-arm64 clean
+        bench bench-quick deploy deploy-model rollback provision test-arm64 clean
 
 help: ## List the targets
 	@echo "Digit Reader — make targets:"
@@ -73,6 +73,9 @@ test: data lint ## Lint, type-check and run the whole test suite
 
 bench: data ## Benchmarks side by side -> reports/bench.md
 	$(PY) -m host.bench
+
+bench-quick: data ## Smoke run of the benchmark (a handful of frames, seconds)
+	$(PY) -m host.bench --quick --out reports/tmp
 
 deploy: $(STAMP) ## Deploy to a Pi: make deploy PI=user@host [PI_PORT= PI_KEY= PI_DIR=]
 	host/deploy/deploy.sh deploy
