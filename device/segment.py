@@ -388,8 +388,10 @@ class Segmenter:
         )
         separators: list[Box] = []
         if candidates.size:
-            separators = self._remove_lines(buf, labels, stats, candidates + 1)
-            n, labels, stats = self._components(buf)
+            separators, erased = self._remove_lines(buf, labels, stats, candidates + 1)
+            if erased:
+                # Large digits are candidates too: label again only if a line went.
+                n, labels, stats = self._components(buf)
         pieces = self._pieces(buf, n, labels, stats)
         blobs = self._blobs(pieces, gray.shape[0])
         if separators:
@@ -430,8 +432,11 @@ class Segmenter:
         labels: I32,
         stats: I32,
         candidates: npt.NDArray[np.intp],
-    ) -> list[Box]:
-        """Erase ruled lines / borders among the candidate components; return vertical ones.
+    ) -> tuple[list[Box], bool]:
+        """Erase ruled lines / borders among the candidate components.
+
+        Returns the vertical lines (they separate table cells) and whether any pixel was
+        erased.
 
         Lines are found on the half-resolution labels and erased from the full-resolution
         binary image, except where a digit's stroke runs on across the line: a digit written
@@ -505,10 +510,13 @@ class Segmenter:
             boxes[:, 0 if horizontal else 1] -= half_len
             boxes[:, 2 if horizontal else 3] += 2 * half_len
             found_dir.append((horizontal, found, boxes, float(thickness[is_line].max()) * _POOL))
+        erased = False
         for horizontal, _, boxes, thick in found_dir:
             for box in boxes.tolist():
-                self._erase_line_strip(buf, mask, found_dir, horizontal, box, thick, x0, y0)
-        return vertical
+                erased |= self._erase_line_strip(
+                    buf, mask, found_dir, horizontal, box, thick, x0, y0
+                )
+        return vertical, erased
 
     def _erase_line_strip(
         self,
@@ -520,8 +528,10 @@ class Segmenter:
         thick: float,
         x0: int,
         y0: int,
-    ) -> None:
+    ) -> bool:
         """Erase one line at full resolution, in a strip around its half-resolution box.
+
+        Returns whether any pixel was erased.
 
         Only the strip is upsampled and compared with the contrast image: a ruled page has
         ten or more lines, but they cover a small part of the frame.
@@ -541,7 +551,7 @@ class Segmenter:
             sx0, sx1 = max(0, bx - margin), min(hw, bx + bw + margin)
             sy0, sy1 = max(0, by), min(hh, by + bh)
         if sx1 <= sx0 or sy1 <= sy0:
-            return
+            return False
         fy0, fx0 = (y0 + sy0) * _POOL, (x0 + sx0) * _POOL
         size = ((sx1 - sx0) * _POOL, (sy1 - sy0) * _POOL)
         region = buf.binary[fy0 : fy0 + size[1], fx0 : fx0 + size[0]]
@@ -576,6 +586,7 @@ class Segmenter:
         region[core][wipe] = 0
         contrast[core][wipe] = 0
         strong[core][wipe] = 0
+        return bool(wipe.any())
 
     # ---------------------------------------------------------------- blobs
     def _pieces(self, buf: _Buffers, n: int, labels: I32, stats: I32) -> list[_Blob]:
