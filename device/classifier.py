@@ -11,8 +11,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +26,7 @@ from device.contract import (
     to_input_tensor,
 )
 from device.errors import ContractError, ModelError, ModelMismatchError
+from device.lifecycle import Closeable
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def softmax(logits: Floats) -> Floats:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-class LiteRTClassifier:
+class LiteRTClassifier(Closeable):
     """A LiteRT (TFLite) digit model; load once, then ``classify`` batches with one invoke each."""
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, num_threads: int = 1) -> None:
@@ -237,14 +237,3 @@ class LiteRTClassifier:
         with self._lock:
             self._closed = True
             self._interp = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from types import TracebackType
 from typing import Any, Protocol
 
 from device.config import LedsConfig
 from device.decision import Light
 from device.errors import PinError
+from device.lifecycle import Closeable
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class LedPanel(Protocol):
     def close(self) -> None: ...
 
 
-class NullLeds:
+class NullLeds(Closeable):
     """No LEDs (``leds.enabled = false``): every call does nothing."""
 
     def show(self, light: Light, accepted: bool, now: float) -> None:
@@ -64,16 +64,8 @@ class NullLeds:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> NullLeds:
-        return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class GpioLeds:
+class GpioLeds(Closeable):
     """Three gpiozero LEDs on BCM pins from ``LedsConfig``."""
 
     def __init__(self, config: LedsConfig, pin_factory: Any = None) -> None:
@@ -161,14 +153,6 @@ class GpioLeds:
     def _close_leds(self) -> None:
         for led in self._leds:
             led.close()
-
-    def __enter__(self) -> GpioLeds:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def make_leds(config: LedsConfig, pin_factory: Any = None) -> GpioLeds | NullLeds:

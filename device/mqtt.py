@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +29,7 @@ import numpy.typing as npt
 
 from device.errors import OutputError
 from device.events import ReadingEvent, Status
+from device.lifecycle import Closeable
 from device.reading import Reading
 from device.spool import Spool
 
@@ -57,7 +57,7 @@ ONLINE = "online"
 OFFLINE = "offline"
 
 
-class MqttOutput:
+class MqttOutput(Closeable):
     """An ``Output`` that publishes to an MQTT broker.
 
     The constructor reads the password file, opens the spool and (unless ``autostart=False``)
@@ -194,17 +194,6 @@ class MqttOutput:
             self._client.disconnect()
             self._client.loop_stop()
         self._spool.close()
-
-    def __enter__(self) -> MqttOutput:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def health(self) -> dict[str, Any]:
         """Connection state for the status page: connected, queued readings, reconnects, problem."""

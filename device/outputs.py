@@ -14,14 +14,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
 from device.errors import OutputError
 from device.events import ReadingEvent, Status
+from device.lifecycle import Closeable
 from device.reading import Reading
 
 logger = logging.getLogger(__name__)
@@ -38,22 +38,7 @@ def event_json(event: ReadingEvent) -> str:
     return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
-class _Closing:
-    """Context-manager support for outputs."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class StdoutOutput(_Closing):
+class StdoutOutput(Closeable):
     """One JSON line per accepted reading on stdout (or any text stream), flushed at once so a
     pipe (``digit-reader | jq``) or the journal sees it immediately."""
 
@@ -88,7 +73,7 @@ class StdoutOutput(_Closing):
             stream.flush()
 
 
-class FileOutput(_Closing):
+class FileOutput(Closeable):
     """Every event (accepted and rejected) appended as a JSON line, flushed and fsync'ed so a
     power cut loses at most the line being written; rotated by size keeping ``backups`` files
     (``events.jsonl.1`` is the newest)."""
@@ -174,7 +159,7 @@ def _plain_frame(frame: Frame, reading: Reading) -> Frame:
     return frame
 
 
-class FrameSaver(_Closing):
+class FrameSaver(Closeable):
     """Annotated frames of accepted and rejected readings, written temp-then-rename into a
     folder that holds at most ``max_saved`` of them (oldest deleted first).
 

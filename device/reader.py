@@ -13,8 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +21,7 @@ import numpy.typing as npt
 from device.classifier import Classifier, LiteRTClassifier
 from device.contract import DEFAULT_MODEL, Preprocessing
 from device.errors import ConfigError
+from device.lifecycle import Closeable
 from device.normalize import normalize_batch
 from device.reading import Box, DigitResult, Reading
 
@@ -133,7 +133,7 @@ def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-class Reader:
+class Reader(Closeable):
     """Reads the digits in one frame and decides whether the reading is confident."""
 
     def __init__(
@@ -283,17 +283,6 @@ class Reader:
             close = getattr(part, "close", None)
             if close is not None:
                 close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _alternatives(segment: SegmentLike) -> tuple[tuple[SegmentLike, ...], ...]:

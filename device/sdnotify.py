@@ -10,14 +10,15 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from types import TracebackType
+
+from device.lifecycle import Closeable
 
 logger = logging.getLogger(__name__)
 
 MICROSECONDS = 1_000_000
 
 
-class Notifier:
+class Notifier(Closeable):
     """Sends sd_notify datagrams to the socket systemd named in ``$NOTIFY_SOCKET``."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -70,14 +71,6 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-    def __enter__(self) -> Notifier:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _watchdog_seconds(env: Mapping[str, str]) -> float | None:

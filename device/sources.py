@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from device.errors import ConfigError, ImageError, SourceEnded, SourceError
 from device.images import IMAGE_SUFFIXES, load_image, to_bgr_uint8
+from device.lifecycle import Closeable
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class FrameSource(Protocol):
     ) -> None: ...
 
 
-class _SourceBase:
+class _SourceBase(Closeable):
     """close()/closed/context-manager plumbing shared by the real sources."""
 
     name = "source"
@@ -86,17 +87,6 @@ class _SourceBase:
     def _check_open(self) -> None:
         if self._closed:
             raise SourceError(f"{self.name} is closed")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}{' closed' if self._closed else ''}>"

@@ -15,9 +15,9 @@ import os
 import threading
 from collections import deque
 from pathlib import Path
-from types import TracebackType
 
 from device.errors import OutputError
+from device.lifecycle import Closeable
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ TMP_SUFFIX = ".tmp"
 _SEQ_DIGITS = 20
 
 
-class Spool:
+class Spool(Closeable):
     """Items (bytes) kept in ``directory`` in append order, at most ``max_items`` of them.
 
     When full, ``append`` drops the oldest item with a warning: for a meter, the newest
@@ -168,14 +168,3 @@ class Spool:
         """Stop accepting items; what is queued stays on disk for the next start."""
         with self._lock:
             self._closed = True
-
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

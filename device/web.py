@@ -29,7 +29,6 @@ from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,6 +39,7 @@ import numpy.typing as npt
 from device.annotate import ROI_COLOUR, annotate
 from device.errors import OutputError
 from device.events import ReadingEvent, Status
+from device.lifecycle import Closeable
 from device.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from device.metrics import Metric, render
 from device.reading import Box, Reading
@@ -150,7 +150,7 @@ class _Server(ThreadingHTTPServer):
             self._slots.release()
 
 
-class WebServer:
+class WebServer(Closeable):
     """An ``Output`` serving the status page and API.
 
     The constructor reads the token, binds the socket (so a busy port or a missing token is an
@@ -270,17 +270,6 @@ class WebServer:
             self._server.shutdown()
             self._thread.join(CLOSE_TIMEOUT_S)
         self._server.server_close()
-
-    def __enter__(self) -> WebServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- Output protocol ------------------------------------------------------------------
 
