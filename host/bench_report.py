@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device.atomic import atomic_write_bytes
 from host import pi_estimate
 from host.bench_timing import Summary
 
@@ -836,15 +836,7 @@ def write(results: dict[str, Any], out: Path) -> None:
     chart_threshold(results, out / CHARTS["threshold"])
     chart_footprint(results, out / CHARTS["footprint"])
     text = markdown(results)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".bench.", suffix=".md.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the report is for everyone to read
-        os.replace(tmp, out / "bench.md")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(out / "bench.md", text.encode("utf-8"))
 
 
 def summary(results: dict[str, Any]) -> str:

@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.atomic import atomic_write_bytes
 from device.segment import reading_order
 from host.errors import DataError, OutputPathError
 from host.handwriting import VARIANT_LABEL, VARIANTS, GlyphBank
@@ -523,17 +522,6 @@ def render_frame(
     return np.frombuffer(buf.tobytes(), np.uint8), record, ext
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_set(
     out_dir: Path,
     count: int,
@@ -559,7 +547,7 @@ def render_set(
         rng = np.random.default_rng([seed, i])
         data, record, ext = render_frame(bank, noise, rng, width, height)
         name = f"f{i:04d}.{ext}"
-        _write_atomic(out_dir / name, data.tobytes())
+        atomic_write_bytes(out_dir / name, data.tobytes())
         frames.append({"file": name, **record})
     keep = {f["file"] for f in frames}
     for old in out_dir.iterdir():
@@ -572,7 +560,7 @@ def render_set(
         "size": [width, height],
         "source": f"MNIST {split}",
     }
-    _write_atomic(out_dir / "truth.json", (json.dumps(truth, indent=1) + "\n").encode())
+    atomic_write_bytes(out_dir / "truth.json", (json.dumps(truth, indent=1) + "\n").encode())
     return truth
 
 
