@@ -825,13 +825,17 @@ def _shadow_residue(b: _Blob, contrast: U8, level: float) -> bool:
     """True for a wide, faint blob with smooth sides: a hard shadow's edge, not ink."""
     if b.w < _RESIDUE_ASPECT * b.h:
         return False
-    crop = contrast[b.y : b.y1, b.x : b.x1]
-    ink = crop[b.mask]
+    ink = contrast[b.y : b.y1, b.x : b.x1][b.mask]
     k = int(_INK_QUANTILE * (ink.size - 1))
     top = float(np.partition(ink, k)[k])
     if top > _RESIDUE_CONTRAST * level:
         return False
-    own = b.mask.view(np.uint8)
+    # The gradient at the blob's edge needs the paper around it: a margin of two pixels.
+    h, w = contrast.shape
+    y0, x0 = max(0, b.y - 2), max(0, b.x - 2)
+    crop = contrast[y0 : min(h, b.y1 + 2), x0 : min(w, b.x1 + 2)]
+    own = np.zeros(crop.shape, np.uint8)
+    own[b.y - y0 : b.y1 - y0, b.x - x0 : b.x1 - x0] = b.mask
     edge = (own - cv2.erode(own, np.ones((3, 3), np.uint8), borderValue=0)).view(np.bool_)
     if not edge.any():
         return False

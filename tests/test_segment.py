@@ -240,3 +240,23 @@ def test_segment_in_small_roi_keeps_horizontal_strokes() -> None:
     seven, four = roi
     assert seven.box[0] <= 108 and seven.box[1] <= 100  # the bar is still there
     assert four.box[0] <= 163 and four.box[0] + four.box[2] >= 199
+
+
+def test_segment_drops_a_short_fragment_beside_a_number() -> None:
+    img = page()
+    write(img, "47", 60, 160, 60)
+    (tw, _), _ = cv2.getTextSize("47", FONT, cv2.getFontScaleFromHeight(FONT, 60, 6), 6)
+    # A stray 18-px stroke at the number's baseline, as tall as a small digit but under half
+    # the height of its neighbours: a fragment, not a third digit.
+    cv2.line(img, (60 + tw + 12, 142), (60 + tw + 12, 160), INK, 4, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [2]
+    assert all(s.box[3] >= 50 for s in segs)
+
+
+def test_segment_keeps_a_small_number_apart_from_a_large_one() -> None:
+    img = page()
+    write(img, "47", 40, 160, 60)
+    # A separate number written small far to the right is not a fragment of the first.
+    write(img, "5", 250, 160, 20)
+    assert counts(Segmenter().segment(img)) == [2, 1]
