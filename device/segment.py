@@ -12,14 +12,17 @@ The pipeline, for one grey frame:
    out of the full-resolution image and labelled again there when it could hold two digits.
 4. Remove long thin components (ruled lines, table borders) with a directional opening, keeping
    the vertical ones to separate table cells, and keeping line pixels where a strong stroke
-   crosses or sits on the line (a digit on a rule keeps its full height).
+   crosses or sits on the line (a digit on a rule keeps its full height). Lines are found on
+   the half-resolution copy; full resolution is touched only in a narrow strip along each.
 5. Drop specks, merge pieces that overlap strongly in x (a two-stroke 4 or 5, strokes cut by a
    ruled line), drop blobs of the wrong size or shape, split touching digits: too-wide blobs
    at the weakest columns of the vertical projection, narrower pairs ("11", "71") only at a
    column crossed by one thin stroke (or two, at a deep ink valley) with full-height parts on
-   both sides.
+   both sides. Drop shadow-edge residue: wide, faint blobs with smooth sides (a pen stroke
+   has a steep edge).
 6. Chain digits into numbers left to right (close enough, vertically overlapping, no border in
-   between), then order the numbers by rows top to bottom and left to right.
+   between), then order the numbers by rows top to bottom and left to right. A member under
+   half the height of its number's tallest digit is a fragment, not a digit, and is dropped.
 
 Each digit comes back as an MNIST-like ink crop (bright strokes on 0, neighbours masked out),
 ready for ``device.normalize.normalize_digit``. A ``Segmenter`` reuses its frame-sized buffers,
