@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib
 import logging
 import os
 import signal
@@ -552,6 +551,7 @@ def build_outputs(
     if out.save_frames:
         saver = FrameSaver(out.save_frames, out.max_saved, annotate=_annotator(config))
         outputs.append(stack.enter_context(saver))
+    mqtt = None
     if config.mqtt.enabled:
         from device.mqtt import MqttOutput
 
@@ -559,11 +559,13 @@ def build_outputs(
         stack.callback(mqtt.close)
         outputs.append(mqtt)
     if config.web.enabled:
-        # Imported by name: the web module is optional at type-check time (built separately).
-        web_module = importlib.import_module("device.web")
+        from device.web import WebServer
+
         r = config.reader.roi
         roi = (r[0], r[1], r[2], r[3]) if r else None
-        web = web_module.WebServer(config.web, on_trigger=on_trigger, roi=roi)
+        # The page shows whether the broker is reachable and how many readings wait for it.
+        extra = (lambda m=mqtt: {"mqtt": m.health()}) if mqtt is not None else None
+        web = WebServer(config.web, on_trigger=on_trigger, roi=roi, extra_status=extra)
         stack.callback(web.close)
         outputs.append(web)
     return outputs
