@@ -31,8 +31,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Under qemu-user (make test-arm64) everything, the broker included, runs several times slower.
+TIMEOUT_SCALE = float(os.environ.get("DIGIT_READER_TIMEOUT_SCALE", "1"))
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``
+    (times ``DIGIT_READER_TIMEOUT_SCALE``)."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -190,7 +190,9 @@ in_chroot /bin/sh -c "cd $WORK_IN && uname -m && $VENV_IN/bin/python -c \
 'import platform, numpy, cv2, ai_edge_litert; print(platform.machine(), \"numpy\", numpy.__version__, \"cv2\", cv2.__version__)'" ||
     die "the device dependencies do not import in the arm64 rootfs"
 test_rc=0
-in_chroot /bin/sh -c "cd $WORK_IN && GPIOZERO_PIN_FACTORY=mock $VENV_IN/bin/python -m pytest -q -p no:cacheprovider \
+# Emulation is several times slower: tests that wait for a broker or a process scale their
+# timeouts by DIGIT_READER_TIMEOUT_SCALE.
+in_chroot /bin/sh -c "cd $WORK_IN && GPIOZERO_PIN_FACTORY=mock DIGIT_READER_TIMEOUT_SCALE=5 $VENV_IN/bin/python -m pytest -q -p no:cacheprovider \
     -m 'not slow and not hardware and not arm64' $(printf '%q ' "${tests[@]}")" || test_rc=$?
 
 stage "reading the frames natively (reference) and on arm64; the texts must agree"
