@@ -119,6 +119,7 @@ class MqttOutput(Closeable):
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self._client = client
 
         # _send_lock keeps spooled readings in order between on_event and the on_connect flush;
@@ -127,6 +128,7 @@ class MqttOutput(Closeable):
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._connected = False
+        self._commands_ready = False  # the broker acknowledged our command subscription
         self._started = False
         self._closed = False
         self._handed: set[int] = set()  # spool items given to paho by this process
@@ -170,6 +172,12 @@ class MqttOutput(Closeable):
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def commands_ready(self) -> bool:
+        """True once the broker has acknowledged the command subscription (SUBACK): commands
+        published before that are not delivered to us."""
+        return self._commands_ready
 
     def close(self) -> None:
         """Say ``offline``, disconnect and stop paho's thread; queued readings stay on disk."""
@@ -360,6 +368,7 @@ class MqttOutput(Closeable):
         with self._state_lock:
             self._connects += 1
             self._connected = True
+            self._commands_ready = False
             self._problem = None
         logger.info("MQTT: connected to %s:%d", self.config.host, self.config.port)
         client.subscribe(self.topic_command, qos=QOS)
@@ -369,6 +378,19 @@ class MqttOutput(Closeable):
         if self._last_status is not None:
             self._publish(self.topic_status, _status_payload(self._last_status), retain=True)
         self._flush()
+
+    def _handle_subscribe(
+        self,
+        client: Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            self._report(logging.WARNING, f"MQTT: the broker refused {self.topic_command}")
+            return
+        self._commands_ready = True
 
     def _handle_connect_fail(self, client: Client, userdata: Any) -> None:
         # paho does not pass the exception on; with TLS a certificate problem looks the same.
@@ -391,6 +413,7 @@ class MqttOutput(Closeable):
         with self._state_lock:
             was_connected = self._connected
             self._connected = False
+            self._commands_ready = False
         if was_connected and not self._closed:
             self._report(
                 logging.WARNING,

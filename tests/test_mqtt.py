@@ -386,7 +386,7 @@ def test_read_command_calls_the_trigger(tmp_path: Path, broker: Broker, payload:
     calls: list[float] = []
     cfg = config(tmp_path, broker.port)
     with MqttOutput(cfg, lambda: calls.append(time.monotonic()), reconnect_delay=FAST_RETRY) as out:
-        wait_for(lambda: out.connected)
+        wait_for(lambda: out.commands_ready)
         rec = Recorder(broker.port, [f"{BASE}/availability"])
         rec.client.publish(f"{BASE}/command", payload, qos=1).wait_for_publish(5)
         wait_for(lambda: calls)
@@ -404,7 +404,7 @@ def test_malformed_command_is_ignored_with_a_warning(
     calls: list[int] = []
     cfg = config(tmp_path, broker.port)
     with MqttOutput(cfg, lambda: calls.append(1), reconnect_delay=FAST_RETRY) as out:
-        wait_for(lambda: out.connected)
+        wait_for(lambda: out.commands_ready)
         rec = Recorder(broker.port, [f"{BASE}/availability"])
         rec.client.publish(f"{BASE}/command", payload, qos=1).wait_for_publish(5)
         wait_for(lambda: any("ignoring command" in r.getMessage() for r in caplog.records))
