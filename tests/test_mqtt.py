@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fixtures_mqtt import Broker, Recorder, find_mosquitto, free_port, wait_for
+from fixtures_mqtt import TIMEOUT_SCALE, Broker, Recorder, find_mosquitto, free_port, wait_for
 
 from device.config import MqttConfig
 from device.errors import OutputError
@@ -248,7 +248,10 @@ def test_spooled_readings_survive_a_restart_and_arrive_once_in_order(tmp_path: P
 def test_readings_during_a_broker_outage_are_sent_after_reconnect(
     tmp_path: Path, broker: Broker
 ) -> None:
-    out = MqttOutput(config(tmp_path, broker.port), lambda: None, reconnect_delay=FAST_RETRY)
+    # The output must not reconnect (and flush) before the test's subscriber is subscribed, or
+    # the readings reach the broker while nobody listens: give it a slower retry than the others.
+    slow = (2.0 * TIMEOUT_SCALE, 4.0 * TIMEOUT_SCALE)
+    out = MqttOutput(config(tmp_path, broker.port), lambda: None, reconnect_delay=slow)
     try:
         wait_for(lambda: out.connected)
         broker.stop()
@@ -263,7 +266,7 @@ def test_readings_during_a_broker_outage_are_sent_after_reconnect(
         assert "lost the connection" in health["problem"]
         broker.start()
         rec = Recorder(broker.port, [f"{BASE}/reading"])
-        wait_for(lambda: len(rec.on(f"{BASE}/reading")) >= 3, timeout=10)
+        wait_for(lambda: len(rec.on(f"{BASE}/reading")) >= 3, timeout=20)
         time.sleep(0.3)
         ids = [json.loads(p)["id"] for p in rec.on(f"{BASE}/reading")]
         rec.close()
