@@ -23,7 +23,6 @@ from device.reader import (
     threshold_from_manifest,
 )
 from device.reading import DigitResult
-from host.reading_score import edit_distance
 
 FRAMES = Path(__file__).resolve().parent / "frames"
 
@@ -253,6 +252,17 @@ def _truth() -> list[dict[str, Any]]:
         pytest.fail(f"{truth_file} is missing; run `make frames` to render the test frames")
     data = json.loads(truth_file.read_text())
     return list(data["frames"] if isinstance(data, dict) else data)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: a missed or extra digit costs one, not every digit after it."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
 
 
 def test_edit_distance_counts_insertions_deletions_and_substitutions() -> None:
