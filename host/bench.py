@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from host.errors import DataError, DownloadError, OutputPathError, TrainingError
+from host.errors import OutputPathError, TrainingError, run_command
 from host.mnist import ROOT
 
 logger = logging.getLogger(__name__)
@@ -643,13 +643,7 @@ def _manifest(model: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.command = "python -m host.bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except (TrainingError, OutputPathError, DataError, DownloadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from device.contract import (
     parse_contract,
     sha256_file,
 )
-from host.errors import DataError, DownloadError, OutputPathError, TrainingError
+from host.errors import OutputPathError, TrainingError, run_command
 from host.mnist import ROOT, load_mnist
 
 logger = logging.getLogger(__name__)
@@ -237,13 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .tflite (+ .json beside)")
     p.add_argument("--float", action="store_true", help="also write <out>_float.tflite (float32)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        convert(args)
-    except (TrainingError, OutputPathError, DataError, DownloadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: convert(args))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Callable
+
 from device.errors import DigitReaderError
 
 
@@ -23,3 +27,15 @@ class TrainingError(HostError, ValueError):
 
 class OutputPathError(HostError, OSError):
     """An output directory cannot be written."""
+
+
+def run_command(action: Callable[[], object]) -> int:
+    """Run a host command's body and return its exit status: the body's own when it returns an
+    int, else 0; a HostError becomes one line on stderr and status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = action()
+    except HostError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

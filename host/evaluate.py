@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from host.errors import DataError, DownloadError, OutputPathError, TrainingError
+from host.errors import OutputPathError, TrainingError, run_command
 from host.mnist import ROOT, load_mnist
 
 logger = logging.getLogger(__name__)
@@ -296,12 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=MODELS / "digits.tflite")
     p.add_argument("--reports", type=Path, default=REPORTS)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return evaluate(args)
-    except (TrainingError, OutputPathError, DataError, DownloadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: evaluate(args))
 
 
 if __name__ == "__main__":

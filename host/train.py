@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from device.normalize import ink_from_gray, normalize_digit
-from host.errors import DataError, DownloadError, OutputPathError, TrainingError
+from host.errors import OutputPathError, TrainingError, run_command
 from host.mnist import ROOT, load_mnist
 
 logger = logging.getLogger(__name__)
@@ -243,13 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        train(args)
-    except (TrainingError, OutputPathError, DataError, DownloadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: train(args))
 
 
 if __name__ == "__main__":
