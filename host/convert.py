@@ -91,7 +91,7 @@ def tflite_predict(model_path: Path, x: np.ndarray, batch: int = 500) -> np.ndar
     """Class probabilities from a .tflite file through the LiteRT interpreter (device's path)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from device.contract import TensorSpec, dequantize, to_input_tensor
+    from device.contract import dequantize, to_input_tensor
 
     interp = Interpreter(model_path=str(model_path), num_threads=os.cpu_count() or 1)
     inp = interp.get_input_details()[0]
@@ -109,7 +109,6 @@ def tflite_predict(model_path: Path, x: np.ndarray, batch: int = 500) -> np.ndar
         interp.set_tensor(inp["index"], to_input_tensor(chunk, in_spec))
         interp.invoke()
         probs.append(dequantize(interp.get_tensor(out["index"]), out_spec))
-    del TensorSpec
     return np.concatenate(probs)
 
 
