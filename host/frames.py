@@ -93,6 +93,8 @@ class Number:
     styles: tuple[str, ...] = ()  # handwriting variants drawn in this number
     x: int = 0
     y: int = 0
+    # Each digit's ink box (x, y, w, h) in the canvas, left to right (float: scaled copies).
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass
@@ -164,11 +166,13 @@ def _make_number(
     top = min(height - g.shape[0] + dy for g, dy in glyphs)
     bottom = max(height + dy for g, dy in glyphs)
     canvas = np.zeros((bottom - top, width), np.float32)
+    boxes = []
     for (g, dy), gx in zip(glyphs, xs, strict=True):
         gy = height - g.shape[0] + dy - top
         region = canvas[gy : gy + g.shape[0], gx : gx + g.shape[1]]
         np.maximum(region, g, out=region)
-    return Number(text, canvas, height, tuple(variants.values()))
+        boxes.append((float(gx), float(gy), float(g.shape[1]), float(g.shape[0])))
+    return Number(text, canvas, height, tuple(variants.values()), boxes=tuple(boxes))
 
 
 def _random_texts(
@@ -193,7 +197,11 @@ def _scaled(num: Number, factor: float) -> Number:
     h, w = num.alpha.shape
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     alpha = cv2.resize(num.alpha, size, interpolation=cv2.INTER_AREA)
-    return Number(num.text, alpha, max(1, round(num.digit_height * factor)), num.styles)
+    fx, fy = size[0] / w, size[1] / h
+    boxes = tuple((x * fx, y * fy, bw * fx, bh * fy) for x, y, bw, bh in num.boxes)
+    return Number(
+        num.text, alpha, max(1, round(num.digit_height * factor)), num.styles, boxes=boxes
+    )
 
 
 def _digit_height(rng: np.random.Generator, size_class: str, height: int) -> int:
@@ -439,6 +447,7 @@ def render_frame(
         cv2.line(rules, a, b, 255, int(thick), cv2.LINE_AA, shift)
     rules_a = rules.astype(np.float32) / 255.0
 
+    m = np.eye(3)
     if rng.random() < 0.7:
         m = _perspective(rng, w, h)
         ink = cv2.warpPerspective(ink, m, (w, h), flags=cv2.INTER_LINEAR)
@@ -511,15 +520,31 @@ def render_frame(
     tags.add(size_class if size_class != "medium" else "medium")
 
     boxes = [(n.x, n.y, n.alpha.shape[1], n.alpha.shape[0]) for n in scene.numbers]
-    numbers = [scene.numbers[i].text for i in reading_order(boxes)]
+    order = reading_order(boxes)
+    numbers = [scene.numbers[i].text for i in order]
     record = {
         "numbers": numbers,
+        "boxes": [_digit_boxes(scene.numbers[i], m, w, h) for i in order],
         "text": " ".join(numbers),
         "digits": sum(len(t) for t in numbers),
         "polarity": "light_on_dark" if light_on_dark else "dark_on_light",
         "tags": sorted(tags),
     }
     return np.frombuffer(buf.tobytes(), np.uint8), record, ext
+
+
+def _digit_boxes(num: Number, m: np.ndarray, w: int, h: int) -> list[list[int]]:
+    """Each digit's ink box in the frame: canvas box + number offset, through the perspective
+    warp (the box of the four warped corners), clipped to the frame."""
+    out = []
+    for bx, by, bw, bh in num.boxes:
+        x0, y0 = num.x + bx, num.y + by
+        corners = np.float32([[x0, y0], [x0 + bw, y0], [x0 + bw, y0 + bh], [x0, y0 + bh]])
+        warped = cv2.perspectiveTransform(corners[None], m.astype(np.float64))[0]
+        lx, ly = max(0.0, float(warped[:, 0].min())), max(0.0, float(warped[:, 1].min()))
+        rx, ry = min(float(w), float(warped[:, 0].max())), min(float(h), float(warped[:, 1].max()))
+        out.append([round(lx), round(ly), max(0, round(rx - lx)), max(0, round(ry - ly))])
+    return out
 
 
 def render_set(

@@ -113,3 +113,24 @@ def test_segmenter_drops_shadow_edge_residue(
     # The frame still shows the problem the rule is for (else this test proves nothing).
     monkeypatch.setattr(segment_module, "_RESIDUE_EDGE", 0.0)
     assert len(Segmenter().segment(img)) > f["digits"]
+
+
+def test_truth_boxes_frame_each_digit(tmp_path: Path, bank: GlyphBank) -> None:
+    """Every digit has an ink box in the frame, left to right within its number, and the
+    boxes hold the ink: far more pixels stand out from the paper inside them than outside."""
+    truth = render_set(tmp_path, 12, seed=5, bank=bank)
+    inside_ratio = []
+    for f in truth["frames"]:
+        img = cv2.imread(str(tmp_path / f["file"]), cv2.IMREAD_GRAYSCALE)
+        h, w = img.shape
+        assert [len(b) for b in f["boxes"]] == [len(n) for n in f["numbers"]]
+        inside = np.zeros((h, w), bool)
+        for number in f["boxes"]:
+            assert [b[0] for b in number] == sorted(b[0] for b in number)
+            for x, y, bw, bh in number:
+                assert min(x, y) >= 0 and x + bw <= w and y + bh <= h and bw > 0 and bh > 0
+                inside[y : y + bh, x : x + bw] = True
+        paper = cv2.medianBlur(img, 31).astype(np.int16)
+        stands_out = np.abs(img.astype(np.int16) - paper) > 40
+        inside_ratio.append(stands_out[inside].mean() / max(stands_out[~inside].mean(), 1e-4))
+    assert float(np.median(inside_ratio)) > 10
