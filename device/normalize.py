@@ -74,25 +74,52 @@ def deskew(ink: FloatImage) -> FloatImage:
     return out.astype(np.float32)
 
 
-def _crop_to_ink(ink: FloatImage) -> FloatImage:
-    mask = ink > _BBOX_INK_FRACTION * float(ink.max())
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+def _crop_to_ink(ink: FloatImage, top: float | None = None) -> FloatImage:
+    """``ink`` cut to the box of its pixels above a tenth of ``top`` (default: its maximum)."""
+    top = float(ink.max()) if top is None else top
+    mask = ink > _BBOX_INK_FRACTION * top
+    # One pass for the box instead of two any() reductions and two index searches.
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    return ink[y : y + h, x : x + w]
 
 
 def normalize_digit(
     ink: npt.NDArray[np.generic], pre: Preprocessing = DEFAULT_PREPROCESSING
 ) -> FloatImage:
     """Ink image (ink bright; uint8 0..255 or float 0..1) -> (canvas, canvas) float32 in [0, 1]."""
-    img = np.asarray(ink, dtype=np.float32)
-    if np.issubdtype(np.asarray(ink).dtype, np.integer):
-        img = img / 255.0
     canvas = np.zeros((pre.canvas, pre.canvas), dtype=np.float32)
-    if img.ndim != 2 or img.size == 0 or float(img.max()) <= 0:
-        return canvas
-    img = img / float(img.max())
-    img = _crop_to_ink(img)
+    _normalize_into(ink, pre, canvas)
+    return canvas
+
+
+def normalize_batch(
+    crops: list[npt.NDArray[np.generic]], pre: Preprocessing = DEFAULT_PREPROCESSING
+) -> FloatImage:
+    """Normalise several ink crops into one (N, canvas, canvas) array."""
+    out = np.zeros((len(crops), pre.canvas, pre.canvas), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        _normalize_into(crop, pre, out[i])
+    return out
+
+
+def _normalize_into(ink: npt.NDArray[np.generic], pre: Preprocessing, dst: FloatImage) -> None:
+    """``normalize_digit`` written into ``dst``, a zeroed (canvas, canvas) float32 array.
+
+    The per-crop work is a dozen small NumPy / OpenCV calls, so each one saved counts: the
+    segmenter's crops already peak at 1.0, and the output lands in the caller's batch.
+    """
+    src = np.asarray(ink)
+    img = src.astype(np.float32, copy=False)
+    if src.dtype.kind in "iu":  # integer images are 0..255
+        img = img / 255.0
+    if img.ndim != 2 or img.size == 0:
+        return
+    top = float(img.max())
+    if top <= 0:
+        return
+    if top != 1.0:  # x / 1.0 == x: skip the copy for crops that already peak at 1
+        img = img / top
+    img = _crop_to_ink(img, 1.0)
     if pre.deskew:
         img = _crop_to_ink(deskew(img))
     h, w = img.shape
@@ -104,21 +131,14 @@ def normalize_digit(
     small = cv2.resize(img, (new_w, new_h), interpolation=interp)
     m = cv2.moments(small)
     if m["m00"] <= 0:
-        return canvas
+        return
     cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
     # MNIST's centres of mass sit at pixel (14, 14) of the 28x28 field (measured: 14.01, 14.00).
     centre = pre.canvas / 2.0
     shift = np.array([[1, 0, centre - cx], [0, 1, centre - cy]], dtype=np.float32)
-    out = cv2.warpAffine(small, shift, (pre.canvas, pre.canvas), flags=cv2.INTER_LINEAR)
+    cv2.warpAffine(small, shift, (pre.canvas, pre.canvas), dst=dst, flags=cv2.INTER_LINEAR)
+    np.clip(dst, 0.0, 1.0, out=dst)
     lo, hi = pre.value_range
-    return np.clip(out, 0.0, 1.0).astype(np.float32) * (hi - lo) + lo
-
-
-def normalize_batch(
-    crops: list[npt.NDArray[np.generic]], pre: Preprocessing = DEFAULT_PREPROCESSING
-) -> FloatImage:
-    """Normalise several ink crops into one (N, canvas, canvas) array."""
-    out = np.zeros((len(crops), pre.canvas, pre.canvas), dtype=np.float32)
-    for i, crop in enumerate(crops):
-        out[i] = normalize_digit(crop, pre)
-    return out
+    if (lo, hi) != (0.0, 1.0):
+        dst *= hi - lo
+        dst += lo
