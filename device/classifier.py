@@ -18,6 +18,8 @@ import numpy.typing as npt
 
 from device.contract import (
     DEFAULT_MODEL,
+    NOT_A_DIGIT,
+    NOT_A_DIGIT_LABEL,
     ModelContract,
     TensorSpec,
     dequantize,
@@ -25,7 +27,7 @@ from device.contract import (
     manifest_path_for,
     to_input_tensor,
 )
-from device.errors import ContractError, ModelError, ModelMismatchError
+from device.errors import ModelError, ModelMismatchError
 from device.lifecycle import Closeable
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ class Classifier(Protocol):
     """Classifies normalised digits: (N, 28, 28) float32 in [0, 1], ink bright."""
 
     def classify(self, batch: Floats) -> tuple[Labels, Floats]:
-        """Labels (N,) and their confidences (N,) for a batch of digits."""
+        """Labels (N,) and their confidences (N,) for a batch of digits; a model with a
+        "none" output labels what it takes for no digit at all NOT_A_DIGIT (-1)."""
         ...
 
     def probabilities(self, batch: Floats) -> Floats:
@@ -135,13 +138,11 @@ class LiteRTClassifier(Closeable):
             raise ModelError(f"num_threads must be 1..{MAX_THREADS}, got {num_threads}")
         self.model_path = Path(model_path)
         self.contract: ModelContract = load_contract(self.model_path)
-        try:
-            self.label_values = np.array([int(x) for x in self.contract.labels], dtype=np.int64)
-        except ValueError as e:
-            raise ContractError(
-                f"{manifest_path_for(self.model_path)}: labels must be digits, got "
-                f"{list(self.contract.labels)}"
-            ) from e
+        # Label of each output: its digit, or NOT_A_DIGIT (-1) for the "none" output.
+        self.label_values = np.array(
+            [NOT_A_DIGIT if x == NOT_A_DIGIT_LABEL else int(x) for x in self.contract.labels],
+            dtype=np.int64,
+        )
         interpreter_class = _interpreter_class()
         try:
             self._interp: Any = interpreter_class(

@@ -26,6 +26,13 @@ MAKE_HINT = "run `make train convert` on the host (or `git checkout models/`) to
 _DTYPES: dict[str, Any] = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 
 
+# The manifest label of a "not a digit" output (a touching pair read as one, a piece of a
+# digit, a smudge): the classifier reports it as label NOT_A_DIGIT and the reader drops it.
+NOT_A_DIGIT_LABEL = "none"
+DIGIT_LABELS = [str(d) for d in range(10)]
+NOT_A_DIGIT = -1
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Shape, dtype and affine quantisation of one model tensor (scale 0 means not quantised)."""
@@ -147,6 +154,11 @@ def parse_contract(data: Any, where: str = "manifest") -> ModelContract:
         raise ContractError(f"{where}: preprocessing.polarity {preprocessing.polarity!r} unknown")
     if in_spec.shape[1:] != (preprocessing.canvas, preprocessing.canvas, 1):
         raise ContractError(f"{where}: input shape {in_spec.shape} does not match the canvas")
+    if labels not in (DIGIT_LABELS, [*DIGIT_LABELS, NOT_A_DIGIT_LABEL]):
+        raise ContractError(
+            f"{where}: labels must be the distinct digits '0'-'9' in order, optionally followed "
+            f"by '{NOT_A_DIGIT_LABEL}' (not a digit); got {labels}"
+        )
     if out_spec.shape[-1] != len(labels):
         raise ContractError(
             f"{where}: output has {out_spec.shape[-1]} classes, {len(labels)} labels"

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from device.classifier import Classifier, LiteRTClassifier
-from device.contract import DEFAULT_MODEL, Preprocessing
+from device.contract import DEFAULT_MODEL, NOT_A_DIGIT, Preprocessing
 from device.errors import ConfigError
 from device.lifecycle import Closeable
 from device.normalize import normalize_batch
@@ -256,6 +256,17 @@ class Reader(Closeable):
                 doubts.append(f"touching digits read '{_labels(best)}' could be '{_labels(own)}'")
             chosen.extend(best)
             i += span if alternatives else 1
+        rejected = [r for r in chosen if r.label == NOT_A_DIGIT]
+        if rejected:
+            kept = [r for r in chosen if r.label != NOT_A_DIGIT]
+            groups = {r.group for r in kept}
+            # A blob inside a number that is no digit may hide one (touching digits the model
+            # could not separate): the number is then unsure. Lone specks elsewhere are not.
+            inside = [r for r in rejected if r.group in groups]
+            if inside:
+                doubts.append(f"{len(inside)} blob(s) in the number not read as a digit")
+            logger.debug("dropped %d blob(s) the model reads as no digit", len(rejected))
+            chosen = kept
         return chosen, doubts
 
     def _verdict(
@@ -295,10 +306,19 @@ def _labels(results: Sequence[DigitResult]) -> str:
 
 
 def _score(results: Sequence[DigitResult]) -> float:
-    """Mean log confidence (log of the geometric mean), less the wide-single penalty."""
+    """Mean log confidence (log of the geometric mean), less the wide-single penalty.
+
+    A crop the model reads as no digit scores the probability left for all digits together
+    (an upper bound on its best digit's), so a reading with a rejected piece rarely wins.
+    """
     if not results:
         return -math.inf
-    score = sum(math.log(max(r.confidence, _MIN_CONFIDENCE)) for r in results) / len(results)
+    score = sum(
+        math.log(
+            max(1.0 - r.confidence if r.label == NOT_A_DIGIT else r.confidence, _MIN_CONFIDENCE)
+        )
+        for r in results
+    ) / len(results)
     if len(results) == 1:
         _, _, w, h = results[0].box
         score -= WIDE_SINGLE_PENALTY * max(0.0, w / max(1, h) - 1.0)

@@ -11,6 +11,10 @@ from keras import layers
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+# The default net has one more output, "not a digit" (label 10 in training, "none" in the
+# manifest): trained on the segmenter's crops of touching pairs, pieces of digits and smudges,
+# so the reader can reject them instead of reading them as the nearest digit.
+NOT_A_DIGIT = 10
 ARCHS = ("default", "seed")
 # Faster than the Keras default (0.99) so that short runs (tests, --limit) get usable moving
 # statistics; over a full run both settle to the same values.
@@ -55,6 +59,7 @@ def default_model() -> keras.Model:
 
     Fewer parameters (~43k vs ~225k) and fewer MACs (~2.0M vs ~2.6M) than the seed; batch norm
     folds into the convolutions at conversion, so the int8 model is a plain conv stack.
+    Eleven outputs: the ten digits and NOT_A_DIGIT.
     """
     inputs = keras.Input(INPUT_SHAPE, name="digit")
     x = _conv_bn(inputs, 32, "c1")
@@ -67,7 +72,7 @@ def default_model() -> keras.Model:
     x = layers.MaxPooling2D(2, name="pool3")(x)
     x = layers.Flatten(name="flat")(x)
     x = layers.Dropout(0.3, name="drop")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(NUM_CLASSES + 1, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="default")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from device.atomic import atomic_write_bytes
 from device.contract import (
     FORMAT_VERSION,
+    NOT_A_DIGIT_LABEL,
     Preprocessing,
     manifest_path_for,
     parse_contract,
@@ -40,6 +41,15 @@ REPRESENTATIVE_SAMPLES = 1000
 TARGET_ACCEPTED_ERROR = 0.001
 THRESHOLD_BOUNDS = (0.5, 0.97)
 LABELS = [str(d) for d in range(10)]
+
+
+def labels_for(classes: int) -> list[str]:
+    """Manifest labels for a model with ``classes`` outputs: the digits, then "none"."""
+    if classes == len(LABELS):
+        return list(LABELS)
+    if classes == len(LABELS) + 1:
+        return [*LABELS, NOT_A_DIGIT_LABEL]
+    raise TrainingError(f"the model has {classes} outputs; a digit model has 10 or 11")
 
 
 def write_file(path: Path, data: bytes) -> None:
@@ -155,6 +165,8 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
 
     x_test = model_inputs(data.x_test, arch)
     keras_probs = model.predict(x_test[..., None], batch_size=500, verbose=0)
+    # A "none" output (not a digit) counts as a wrong answer on MNIST's digits.
+    labels = labels_for(int(keras_probs.shape[1]))
     keras_acc = float((keras_probs.argmax(1) == data.y_test).mean())
 
     tflite_bytes = to_tflite(model, representative, quantize=True)
@@ -175,7 +187,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
             "format_version": FORMAT_VERSION,
             "model_file": out.name,
             "sha256": sha256_file(tmp_model),
-            "labels": LABELS,
+            "labels": labels,
             "input": {
                 "shape": [1, 28, 28, 1],
                 "dtype": in_spec.dtype,
@@ -183,7 +195,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
                 "zero_point": in_spec.zero_point,
             },
             "output": {
-                "shape": [1, 10],
+                "shape": [1, len(labels)],
                 "dtype": out_spec.dtype,
                 "scale": out_spec.scale,
                 "zero_point": out_spec.zero_point,

@@ -3,7 +3,11 @@ device's own segmenter, and keep each crop normalised exactly as the device will
 
 This closes the gap between MNIST and what the device actually feeds the model (blur, JPEG,
 shadows, paper texture, stroke styles, imperfect masks) where it belongs: in the training data.
-Only frames whose segmentation matches the truth digit for digit are used, so labels are exact.
+Every crop the segmenter offers the reader (its digits and the alternative readings of
+ambiguous blobs) is labelled by the renderer's per-digit boxes: a crop that frames one digit
+gets that digit; one that frames two touching digits as one, a short piece of a digit, or no
+digit at all gets NOT_A_DIGIT (label 10), so the model learns to reject what the reader must
+not read as a digit; anything in between is left out.
 Test-split digits are never used here; they are reserved for the rendered evaluation frames.
 """
 
@@ -27,21 +31,56 @@ CACHE_DIR = ROOT / "data" / "crops"
 FRAME_SIZE = (640, 480)
 
 
-def _labels_for(segments, numbers: list[str]) -> list[int] | None:
-    """Truth labels for the segments, or None when segmentation does not match the truth."""
-    groups: dict[int, list[int]] = {}
-    for i, seg in enumerate(segments):
-        groups.setdefault(seg.group, []).append(i)
-    ordered = [groups[g] for g in sorted(groups)]
-    if len(ordered) != len(numbers) or any(
-        len(idx) != len(num) for idx, num in zip(ordered, numbers, strict=True)
-    ):
-        return None
-    labels = [0] * len(segments)
-    for idx, num in zip(ordered, numbers, strict=True):
-        for i, ch in zip(idx, num, strict=True):
-            labels[i] = int(ch)
-    return labels
+# The training label of crops that are not one digit.
+NOT_A_DIGIT = 10
+# A crop is a digit's when it covers this much of the digit's truth box and is mostly that
+# digit (the segmenter's box is often a little smaller than the renderer's: faint ends) ...
+_DIGIT_COVER, _DIGIT_PURITY = 0.6, 0.5
+# ... and covers no more than this of any other digit.
+_OTHER_COVER = 0.25
+# Two digits each covered this much: one crop of touching digits.
+_PAIR_COVER = 0.5
+# A piece of one digit (most of the crop inside its box) covering less than this of it is not a
+# digit, unless it is nearly as tall as the digit and narrow: the stem of a 4 cut from its bar
+# looks exactly like a 1, and teaching the model to reject it would reject real 1s.
+_FRAGMENT_COVER = 0.4
+_ONE_LIKE_HEIGHT, _ONE_LIKE_ASPECT = 0.75, 0.45
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
+
+
+def label_crop(box, truth_boxes, truth_labels) -> int | None:
+    """The training label of a crop at ``box`` (x, y, w, h) given the frame's digit boxes:
+    a digit 0-9, NOT_A_DIGIT, or None when the crop is too ambiguous to label."""
+    area = max(1, box[2] * box[3])
+    cover = [_overlap(box, t) / max(1, t[2] * t[3]) for t in truth_boxes]
+    if not cover:
+        return NOT_A_DIGIT
+    order = sorted(range(len(cover)), key=lambda i: -cover[i])
+    best = order[0]
+    second = cover[order[1]] if len(order) > 1 else 0.0
+    purity = _overlap(box, truth_boxes[best]) / area
+    if cover[best] >= _DIGIT_COVER and purity >= _DIGIT_PURITY and second <= _OTHER_COVER:
+        return int(truth_labels[best])
+    if second >= _PAIR_COVER:
+        return NOT_A_DIGIT
+    if cover[best] < _FRAGMENT_COVER:
+        t = truth_boxes[best]
+        one_like = box[3] >= _ONE_LIKE_HEIGHT * t[3] and box[2] < _ONE_LIKE_ASPECT * box[3]
+        return None if one_like else NOT_A_DIGIT
+    return None
+
+
+def _crops_of(segments):
+    """Every crop the reader would classify: the segments and their alternatives."""
+    for seg in segments:
+        yield seg
+        for alternative in seg.alternatives:
+            yield from alternative
 
 
 def _render_range(
@@ -59,7 +98,7 @@ def _render_range(
     segmenter = Segmenter(SegmenterConfig())
     xs: list[np.ndarray] = []
     ys: list[int] = []
-    matched = 0
+    rendered = 0
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
         try:
@@ -69,22 +108,22 @@ def _render_range(
             logger.debug("frame %d skipped: %s", i, e)
             continue
         frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        segments = segmenter.segment(frame)
-        labels = _labels_for(segments, record["numbers"])
-        if labels is None:
-            continue
-        matched += 1
-        for seg, label in zip(segments, labels, strict=True):
-            xs.append(normalize_digit(seg.ink))
-            ys.append(label)
-    return xs, ys, matched
+        boxes = [b for number in record["boxes"] for b in number]
+        labels = [int(ch) for number in record["numbers"] for ch in number]
+        rendered += 1
+        for seg in _crops_of(segmenter.segment(frame)):
+            label = label_crop(seg.box, boxes, labels)
+            if label is not None:
+                xs.append(normalize_digit(seg.ink))
+                ys.append(label)
+    return xs, ys, rendered
 
 
 def render_crops(
     frames: int, seed: int, indices: np.ndarray, workers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Render ``frames`` frames from the MNIST training digits at ``indices`` and return the
-    matched, normalised crops.
+    labelled, normalised crops (labels 0-9 and NOT_A_DIGIT).
 
     Frame i depends only on (seed, i), so splitting the range over worker processes gives the
     same crops in the same order as one process.
@@ -103,10 +142,10 @@ def render_crops(
             parts = pool.map(_render_range, jobs)
     xs = [x for part in parts for x in part[0]]
     ys = [y for part in parts for y in part[1]]
-    matched = sum(part[2] for part in parts)
+    rendered = sum(part[2] for part in parts)
     stats = {
         "frames": frames,
-        "matched_frames": matched,
+        "rendered_frames": rendered,
         "crops": len(xs),
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -135,7 +174,7 @@ def camera_crops(frames: int, seed: int, indices: np.ndarray, cache_dir: Path = 
     x, y, stats = render_crops(frames, seed, indices)
     logger.info(
         "camera crops: %d crops from %d of %d frames in %.0f s",
-        stats["crops"], stats["matched_frames"], frames, stats["seconds"],
+        stats["crops"], stats["rendered_frames"], frames, stats["seconds"],
     )  # fmt: skip
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")

@@ -92,17 +92,20 @@ def fig_curves(histories: dict[str, dict], path: Path) -> None:
 
 def fig_confusion(y: np.ndarray, pred: np.ndarray, path: Path) -> None:
     plt = _plt()
-    cm = np.zeros((10, 10), dtype=int)
+    # An 11th column when the model has a "none" (not a digit) output and used it.
+    cols = max(10, int(pred.max()) + 1)
+    cm = np.zeros((10, cols), dtype=int)
     np.add.at(cm, (y, pred), 1)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     off = cm.copy()
     np.fill_diagonal(off, 0)
     ax.imshow(off, cmap="Reds")
     for i in range(10):
-        for j in range(10):
+        for j in range(cols):
             if cm[i, j]:
                 ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", xticks=range(10), yticks=range(10))
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(cols), yticks=range(10))
+    ax.set_xticklabels([str(j) if j < 10 else "none" for j in range(cols)])
     ax.set_title("confusion matrix, int8 LiteRT (colour: errors only)")
     _save(fig, path)
 
@@ -118,7 +121,8 @@ def fig_misclassified(x: np.ndarray, y: np.ndarray, probs: np.ndarray, path: Pat
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong, strict=False):
         ax.imshow(x[i], cmap="gray")
-        ax.set_title(f"{y[i]}→{pred[i]} {probs[i].max():.2f}", fontsize=8, color="crimson")
+        shown = pred[i] if pred[i] < 10 else "none"
+        ax.set_title(f"{y[i]}→{shown} {probs[i].max():.2f}", fontsize=8, color="crimson")
     fig.suptitle("misclassified test digits: true→predicted, confidence")
     _save(fig, path)
 

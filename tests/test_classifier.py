@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from device.classifier import LiteRTClassifier, softmax
-from device.contract import DEFAULT_MODEL, manifest_path_for, sha256_file
+from device.contract import DEFAULT_MODEL, NOT_A_DIGIT, manifest_path_for, sha256_file
 from device.errors import ModelMismatchError, ModelMissingError
 from device.normalize import normalize_batch
 
 SAMPLES = 500
 MIN_ACCURACY = 0.98
+MIN_PAIRS_REJECTED = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,36 @@ def test_probabilities_are_a_distribution(
     classifier: LiteRTClassifier, mnist_digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
     probs = classifier.probabilities(mnist_digits[0][:20])
-    assert probs.shape == (20, 10)
+    assert probs.shape == (20, len(classifier.contract.labels))
     assert (probs >= 0).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.06)
+
+
+def _touching_pairs(n: int) -> np.ndarray:
+    """MNIST test digits glued side by side (2 px overlap), each pair cropped as one blob."""
+    from host.mnist import load_mnist
+
+    x = load_mnist().x_test
+    pairs = []
+    for i in range(n):
+        a, b = x[SAMPLES + 2 * i], x[SAMPLES + 2 * i + 1]
+        ca, cb = a[:, a.max(axis=0) > 0], b[:, b.max(axis=0) > 0]
+        pair = np.zeros((28, ca.shape[1] + cb.shape[1] - 2), np.uint8)
+        pair[:, : ca.shape[1]] = ca
+        pair[:, ca.shape[1] - 2 :] = np.maximum(pair[:, ca.shape[1] - 2 :], cb)
+        pairs.append(pair.astype(np.float32) / 255.0)
+    return normalize_batch(pairs)
+
+
+def test_touching_pairs_are_rejected_as_no_digit_and_single_digits_are_not(
+    classifier: LiteRTClassifier, mnist_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The "none" output: two digits squeezed into one crop are not read as one digit."""
+    labels, _ = classifier.classify(_touching_pairs(200))
+    rejected = float((labels == NOT_A_DIGIT).mean())
+    assert rejected >= MIN_PAIRS_REJECTED, f"only {rejected:.2f} of touching pairs rejected"
+    singles, _ = classifier.classify(mnist_digits[0])
+    assert float((singles == NOT_A_DIGIT).mean()) <= 0.01
 
 
 def test_batch_of_seven_equals_seven_single_calls(

@@ -11,6 +11,7 @@ import pytest
 
 from device.contract import (
     DEFAULT_MODEL,
+    NOT_A_DIGIT_LABEL,
     TensorSpec,
     dequantize,
     load_contract,
@@ -26,7 +27,9 @@ def test_shipped_manifest_matches_shipped_model():
     assert contract.sha256 == sha256_file(DEFAULT_MODEL)
     assert contract.input.shape[1:] == (28, 28, 1)
     assert contract.input.dtype in ("int8", "uint8")
-    assert contract.output.shape[-1] == 10 and contract.labels == tuple("0123456789")
+    # Ten digits and "none": the model rejects crops that are no digit.
+    assert contract.labels == (*"0123456789", NOT_A_DIGIT_LABEL)
+    assert contract.output.shape[-1] == len(contract.labels)
     assert contract.preprocessing.polarity == "light_on_dark"
     assert DEFAULT_MODEL.stat().st_size <= 100 * 1024
 
@@ -64,6 +67,10 @@ def test_missing_model_names_path_and_command(tmp_path: Path):
     ("edit", "message"),
     [
         (lambda d: d.pop("labels"), "labels"),
+        (lambda d: d["labels"].__setitem__(3, "x"), "labels must be the distinct digits"),
+        (lambda d: d["labels"].__setitem__(3, "2"), "labels must be the distinct digits"),
+        (lambda d: d["labels"].__setitem__(3, "none"), "labels must be the distinct digits"),
+        (lambda d: d["labels"].pop(), "classes"),
         (lambda d: d.update(format_version=99), "format_version 99"),
         (lambda d: d["input"].update(dtype="int4"), "dtype"),
         (lambda d: d["input"].update(scale=0), "positive scale"),

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.contract import DEFAULT_MODEL, Preprocessing
+from device.contract import DEFAULT_MODEL, NOT_A_DIGIT, Preprocessing
 from device.errors import ConfigError
 from device.images import load_image
 from device.reader import (
@@ -193,6 +193,32 @@ def test_reader_undoes_a_split_when_the_whole_blob_reads_better() -> None:
     reader = Reader(classifier, FakeSegmenter(_ambiguous(2)), ReaderConfig(), Preprocessing())
     assert reader.read(FRAME).text == "4"
     classifier = FakeClassifier([4, 5, 9], [0.99, 0.98, 0.8])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(2)), ReaderConfig(), Preprocessing())
+    assert reader.read(FRAME).text == "45"
+
+
+def test_a_blob_the_model_calls_no_digit_is_dropped_and_doubts_its_number() -> None:
+    reader, _ = _reader([1, NOT_A_DIGIT, 2, NOT_A_DIGIT], [0.99, 0.98, 0.99, 0.97], [0, 0, 0, 1])
+    reading = reader.read(FRAME)
+    assert reading.text == "12" and [d.label for d in reading.digits] == [1, 2]
+    # The rejected blob between the 1 and the 2 may hide a digit; the lone one in group 1 not.
+    assert not reading.confident and "1 blob(s) in the number not read as a digit" in reading.reason
+
+
+def test_a_lone_rejected_speck_leaves_the_reading_confident() -> None:
+    reader, _ = _reader([4, 2, NOT_A_DIGIT], [0.99, 0.99, 0.99], [0, 0, 1])
+    reading = reader.read(FRAME)
+    assert reading.text == "42" and reading.confident
+
+
+def test_reader_splits_a_blob_the_model_rejects_as_a_whole() -> None:
+    # Whole blob: "no digit" at 0.9 (a touching pair); its halves read 2 and 9 fairly well.
+    classifier = FakeClassifier([NOT_A_DIGIT, 2, 9], [0.9, 0.93, 0.95])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "29"
+    # A split blob whose whole reads as no digit keeps its halves.
+    classifier = FakeClassifier([4, 5, NOT_A_DIGIT], [0.9, 0.9, 0.99])
     reader = Reader(classifier, FakeSegmenter(_ambiguous(2)), ReaderConfig(), Preprocessing())
     assert reader.read(FRAME).text == "45"
 

@@ -1,0 +1,48 @@
+"""Tests for host.crops: how the segmenter's crops of rendered frames are labelled for training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from host.crops import NOT_A_DIGIT, label_crop, render_crops
+
+# Two digits side by side, 20x30 each, 4 px apart: a "3" then a "7".
+TRUTH = [(100, 50, 20, 30), (124, 50, 20, 30)]
+LABELS = [3, 7]
+
+
+def test_a_crop_framing_one_digit_gets_its_label() -> None:
+    assert label_crop((100, 50, 20, 30), TRUTH, LABELS) == 3
+    # The segmenter's box is often a little smaller (faint stroke ends) or grazes a neighbour.
+    assert label_crop((102, 53, 17, 24), TRUTH, LABELS) == 3
+    assert label_crop((123, 50, 22, 30), TRUTH, LABELS) == 7
+
+
+def test_touching_digits_read_as_one_blob_are_not_a_digit() -> None:
+    assert label_crop((100, 50, 44, 30), TRUTH, LABELS) == NOT_A_DIGIT
+
+
+def test_a_short_piece_of_a_digit_or_a_smudge_is_not_a_digit() -> None:
+    assert label_crop((100, 50, 20, 8), TRUTH, LABELS) == NOT_A_DIGIT  # the bar of a 5
+    assert label_crop((300, 200, 15, 20), TRUTH, LABELS) == NOT_A_DIGIT  # nowhere near a digit
+    assert label_crop((300, 200, 15, 20), [], []) == NOT_A_DIGIT
+
+
+def test_a_tall_narrow_piece_that_looks_like_a_one_is_left_out() -> None:
+    # The stem of a 4 cut from its bar: rejecting it would teach the model to reject 1s.
+    assert label_crop((112, 50, 6, 30), TRUTH, LABELS) is None
+
+
+def test_half_of_a_digit_is_too_ambiguous_to_label() -> None:
+    assert label_crop((100, 50, 10, 30), TRUTH, LABELS) is None
+
+
+def test_rendered_training_frames_give_digits_and_rejects() -> None:
+    x, y, stats = render_crops(12, seed=3, indices=np.arange(2000), workers=1)
+    assert stats["rendered_frames"] == 12 and len(x) == len(y) == stats["crops"]
+    assert x.shape[1:] == (28, 28) and x.min() >= 0.0 and x.max() <= 1.0
+    digits = y[y != NOT_A_DIGIT]
+    # Most crops are digits (the segmenter is mostly right, and a split alternative of a single
+    # digit leaves most of it on one side); the rest are rejects.
+    assert len(digits) >= 0.5 * len(y) and len(set(digits.tolist())) >= 8
+    assert NOT_A_DIGIT in y
