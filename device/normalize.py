@@ -87,9 +87,7 @@ def normalize_digit(
     ink: npt.NDArray[np.generic], pre: Preprocessing = DEFAULT_PREPROCESSING
 ) -> FloatImage:
     """Ink image (ink bright; uint8 0..255 or float 0..1) -> (canvas, canvas) float32 in [0, 1]."""
-    canvas = np.zeros((pre.canvas, pre.canvas), dtype=np.float32)
-    _normalize_into(ink, pre, canvas)
-    return canvas
+    return normalize_batch([ink], pre)[0]
 
 
 def normalize_batch(
@@ -97,26 +95,31 @@ def normalize_batch(
 ) -> FloatImage:
     """Normalise several ink crops into one (N, canvas, canvas) array."""
     out = np.zeros((len(crops), pre.canvas, pre.canvas), dtype=np.float32)
-    for i, crop in enumerate(crops):
-        _normalize_into(crop, pre, out[i])
+    placed = [i for i, crop in enumerate(crops) if _place(crop, pre, out[i])]
+    # Clipping (and scaling) the whole batch at once: per crop, these calls cost more than
+    # the work. A blank crop stays 0 whatever the value range.
+    np.clip(out, 0.0, 1.0, out=out)
+    lo, hi = pre.value_range
+    if (lo, hi) != (0.0, 1.0) and placed:
+        out[placed] = out[placed] * (hi - lo) + lo
     return out
 
 
-def _normalize_into(ink: npt.NDArray[np.generic], pre: Preprocessing, dst: FloatImage) -> None:
-    """``normalize_digit`` written into ``dst``, a zeroed (canvas, canvas) float32 array.
+def _place(ink: npt.NDArray[np.generic], pre: Preprocessing, dst: FloatImage) -> bool:
+    """Fit ``ink`` into ``dst``, a zeroed (canvas, canvas) float32 array, before clipping.
 
-    The per-crop work is a dozen small NumPy / OpenCV calls, so each one saved counts: the
-    segmenter's crops already peak at 1.0, and the output lands in the caller's batch.
+    Returns False (``dst`` left blank) for a blank crop. The work per crop is a dozen small
+    NumPy / OpenCV calls, so each one saved counts: the segmenter's crops already peak at 1.
     """
     src = np.asarray(ink)
     img = src.astype(np.float32, copy=False)
     if src.dtype.kind in "iu":  # integer images are 0..255
         img = img / 255.0
     if img.ndim != 2 or img.size == 0:
-        return
-    top = float(img.max())
+        return False
+    top = float(cv2.minMaxLoc(img)[1])
     if top <= 0:
-        return
+        return False
     if top != 1.0:  # x / 1.0 == x: skip the copy for crops that already peak at 1
         img = img / top
     img = _crop_to_ink(img, 1.0)
@@ -131,14 +134,10 @@ def _normalize_into(ink: npt.NDArray[np.generic], pre: Preprocessing, dst: Float
     small = cv2.resize(img, (new_w, new_h), interpolation=interp)
     m = cv2.moments(small)
     if m["m00"] <= 0:
-        return
+        return False
     cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
     # MNIST's centres of mass sit at pixel (14, 14) of the 28x28 field (measured: 14.01, 14.00).
     centre = pre.canvas / 2.0
     shift = np.array([[1, 0, centre - cx], [0, 1, centre - cy]], dtype=np.float32)
     cv2.warpAffine(small, shift, (pre.canvas, pre.canvas), dst=dst, flags=cv2.INTER_LINEAR)
-    np.clip(dst, 0.0, 1.0, out=dst)
-    lo, hi = pre.value_range
-    if (lo, hi) != (0.0, 1.0):
-        dst *= hi - lo
-        dst += lo
+    return True
