@@ -293,9 +293,10 @@ class _Buffers:
         hh, hw = max(1, h // _POOL), max(1, w // _POOL)
         self.half: U8 = np.empty((hh, hw), np.uint8)
         self.labels: I32 = np.empty((hh, hw), np.int32)
-        # Pixels above the ink level, full and pooled: which components reach it at all.
+        # Pixels above the ink level: which components reach it at all.
         self.strong: U8 = np.empty((h, w), np.uint8)
-        self.strong_half: U8 = np.empty((hh, hw), np.uint8)
+        # The box (x0, y0, x1, y1) of ``half`` that holds all ink and was labelled.
+        self.window = (0, 0, 0, 0)
 
 
 class Segmenter:
@@ -450,11 +451,25 @@ class Segmenter:
         cv2.resize(
             buf.binary[: h * _POOL, : w * _POOL], (w, h), dst=buf.half, interpolation=cv2.INTER_AREA
         )
+        # Statistics cost per pixel scanned, background included: label only the box that
+        # holds the ink (under half the frame for most). The box starts on even coordinates,
+        # so BBDT's 2x2 blocks fall as in the whole image: same labels, in the same order.
+        x, y, bw, bh = cv2.boundingRect(buf.half)
+        buf.labels.fill(0)
+        x0, y0 = x & ~1, y & ~1
+        buf.window = (x0, y0, x + bw, y + bh)
+        if bw == 0:
+            return 1, buf.labels, np.zeros((1, 5), np.int32)
+        window = buf.labels[y0 : y + bh, x0 : x + bw]
         # BBDT (Grana) measured 2-3x faster than the default on sparse, mostly empty frames.
         n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
-            buf.half, 8, cv2.CV_32S, cv2.CCL_GRANA, labels=buf.labels
+            buf.half[y0 : y + bh, x0 : x + bw], 8, cv2.CV_32S, cv2.CCL_GRANA, labels=window
         )
-        return int(n), labels, stats
+        if not np.may_share_memory(labels, buf.labels):
+            window[...] = labels  # (OpenCV allocated its own output after all)
+        stats[1:, cv2.CC_STAT_LEFT] += x0
+        stats[1:, cv2.CC_STAT_TOP] += y0
+        return int(n), buf.labels, stats
 
     # ---------------------------------------------------------------- lines and borders
     def _remove_lines(
@@ -503,7 +518,8 @@ class Segmenter:
             crop = runs[ry : ry + rh, rx : rx + rw]
             # A run's extent along the line is a stretch of inked columns (rows) in the
             # crop's projection: without one as long as a line, no run is a line.
-            if _longest_run(cv2.reduce(crop, 0 if horizontal else 1, cv2.REDUCE_MAX)) < min_len:
+            profile = cv2.reduce(crop, 0 if horizontal else 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+            if _longest_run(profile) < min_len:
                 continue
             n, rl, rst, keep = _label_sparse(crop, horizontal)
             if n <= 1:
@@ -653,14 +669,16 @@ class Segmenter:
         # Most components (paper texture, shadow edges traced at the hysteresis level) never
         # reach the ink level: one pass over the pooled strong pixels finds them all, instead of
         # cutting each out at full resolution to look.
-        hh, hw = labels.shape
-        cv2.resize(
-            buf.strong[: hh * _POOL, : hw * _POOL],
-            (hw, hh),
-            dst=buf.strong_half,
+        # (Strong pixels are ink pixels: all lie in the labelled window.)
+        x0, y0, x1, y1 = buf.window
+        if not ids.size:
+            return []
+        strong_half = cv2.resize(
+            buf.strong[y0 * _POOL : y1 * _POOL, x0 * _POOL : x1 * _POOL],
+            (x1 - x0, y1 - y0),
             interpolation=cv2.INTER_AREA,
         )
-        reaches = np.bincount(labels[buf.strong_half > 0], minlength=n) > 0
+        reaches = np.bincount(labels[y0:y1, x0:x1][strong_half > 0], minlength=n) > 0
         ids = ids[reaches[ids]]
         out: list[_Blob] = []
         for i, (x, y, w, h) in zip(ids.tolist(), stats[ids, :4].tolist(), strict=True):
@@ -943,7 +961,7 @@ def _up2(image: U8) -> U8:
     return out.reshape(_POOL * h, _POOL * w)
 
 
-def _longest_run(profile: U8) -> int:
+def _longest_run(profile: I32) -> int:
     """Length of the longest stretch of nonzero values in a one-row or one-column image."""
     inked = np.zeros(profile.size + 2, np.int8)
     inked[1:-1] = profile.ravel() != 0
@@ -960,7 +978,8 @@ def _label_sparse(runs: U8, horizontal: bool) -> tuple[int, I32, I32, npt.NDArra
     labels and y (x) coordinates refer to the kept rows (columns), ``kept`` maps them back.
     """
     axis = 1 if horizontal else 0
-    inked = cv2.reduce(runs, axis, cv2.REDUCE_MAX).ravel() > 0
+    # (A sum, not a max: OpenCV's max reduction is several times slower.)
+    inked = cv2.reduce(runs, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() > 0
     # A row is kept if inked, or the first empty row after inked ones.
     wanted = inked.copy()
     wanted[1:] |= inked[:-1]
@@ -978,10 +997,10 @@ def _weakness(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     Where two round digits touch, their sides make a tall column of ink, but the span there
     is short: the top and bottom contours dip towards the contact point.
     """
-    filled = mask.any(axis=0)
+    count = cv2.reduce(mask.view(np.uint8), 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0]
     top = np.argmax(mask, axis=0)
     bottom = mask.shape[0] - np.argmax(mask[::-1], axis=0)
-    return (mask.sum(axis=0) + np.where(filled, bottom - top, 0)).astype(np.int64)
+    return (count + np.where(count > 0, bottom - top, 0)).astype(np.int64)
 
 
 def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
