@@ -150,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for image in args.images:
             try:
                 start = time.perf_counter()
-                frame = load_image(image)
+                # Grey is all the reader needs (and decodes a JPEG in half the time); the
+                # annotated copy is drawn on the grey photo.
+                frame = load_image(image, grey=True)
                 decode_ms = (time.perf_counter() - start) * 1000.0
                 reading = reader.read(frame)
                 reading.timings_ms["decode"] = decode_ms

@@ -156,8 +156,10 @@ class SegmenterConfig:
     # w/h from which a blob is checked for a narrow touching pair ("11", "71") at a clean cut
     clean_split_aspect: float = 0.3
     # w/h from which a blob left whole also comes with a two-digit split as an alternative
-    # for the reader to weigh by classifier confidence (touching "29" looks like a wide 0)
-    alternative_aspect: float = 1.3
+    # for the reader to weigh by classifier confidence (touching "29" looks like a wide 0).
+    # Half of the touching pairs in rendered frames are narrower than 1.07 ("11", "17"); the
+    # model's "none" output rejects the whole of a pair, so the split can win.
+    alternative_aspect: float = 0.75
     digit_aspect: float = 0.75  # typical digit w/h, to estimate how many digits a blob holds
     split_search: float = 0.3  # search +- this fraction of one digit width for the cut
     line_kernel_frac: float = 0.08  # of frame width/height: opening length that finds lines
@@ -747,7 +749,12 @@ class Segmenter:
             else:
                 best.absorb(p)
         out = []
+        # Far too wide for digits: digits joined by a rule the line finder missed?
+        stripped = []
         for b in merged:
+            parts = _strip_rule(b) if b.w > cfg.max_aspect * b.h else []
+            stripped.extend(parts or [b])
+        for b in stripped:
             aspect = b.w / b.h
             if b.h < cfg.min_digit_height or b.h > max_h:
                 continue
@@ -893,6 +900,35 @@ class Segmenter:
         ink = cv2.min(crop, top)
         ink *= keep
         return np.divide(ink, np.float32(top), dtype=np.float32)
+
+
+# A row of a wide blob is a rule's row if ink covers this fraction of the blob's width ...
+_RULE_ROW_FILL = 0.6
+
+
+def _strip_rule(b: _Blob) -> list[_Blob]:
+    """Digits joined by a rule the line finder missed (faint or broken): one blob far too wide
+    for its height. Erase the rule's rows in columns where nothing else is inked and return
+    the pieces that are left (empty when no rule rows are found)."""
+    m = b.mask
+    rows = m.mean(axis=1) >= _RULE_ROW_FILL
+    if not rows.any():
+        return []
+    band = np.zeros_like(m)
+    band[rows] = m[rows]
+    # Columns inked only inside the rule's rows carry nothing but the rule.
+    other = (m & ~band).any(axis=0)
+    cleaned = m.copy()
+    cleaned[:, ~other] &= ~band[:, ~other]
+    k, sub, st, _ = cv2.connectedComponentsWithStats(cleaned.view(np.uint8), connectivity=8)
+    out = []
+    for j in range(1, k):
+        sx, sy, sw, sh, area = (int(v) for v in st[j])
+        if sw < b.w:
+            out.append(
+                _Blob(b.x + sx, b.y + sy, sw, sh, sub[sy : sy + sh, sx : sx + sw] == j, area)
+            )
+    return out
 
 
 def _shadow_residue(b: _Blob, contrast: U8, level: float) -> bool:

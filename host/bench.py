@@ -351,7 +351,7 @@ def _read_frame(reader: Any, data: bytes) -> tuple[Any, dict[str, float]]:
     from device.images import decode_image
 
     start = time.perf_counter()
-    frame = decode_image(data)
+    frame = decode_image(data, grey=True)  # as device.read does: the reader needs grey only
     decode = (time.perf_counter() - start) * 1000.0
     reading = reader.read(frame)
     timings = {"decode": decode, **reading.timings_ms}

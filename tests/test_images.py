@@ -164,3 +164,18 @@ def test_size_limit_applies_to_decoded_formats_without_header_parsing() -> None:
 def test_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="directory"):
         load_image(tmp_path)
+
+
+def test_grey_decoding_gives_the_luma_of_every_format(tmp_path: Path) -> None:
+    """load_image(grey=True): what the reader needs, from JPEG luma, grey or colour PNG."""
+    colour = _digit_like()
+    colour[..., 0] = 200  # some blue, so colour and grey differ
+    expected = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+    for name, ext in (("c.png", ".png"), ("c.jpg", ".jpg")):
+        out = load_image(_write(tmp_path / name, colour, ext), grey=True)
+        assert out.dtype == np.uint8 and out.shape == colour.shape[:2]
+        tolerance = 0 if ext == ".png" else 6  # JPEG: lossy, same luma within a few levels
+        assert np.abs(out.astype(int) - expected).max() <= tolerance
+    # A 16-bit PNG is scaled to 8 bits as in colour decoding; a transparent one onto paper.
+    img16 = np.concatenate([_digit_like(), _digit_like()[..., :1]], axis=2).astype(np.uint16) * 257
+    assert load_image(_write(tmp_path / "d.png", img16), grey=True).dtype == np.uint8

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from device.errors import ConfigError, ImageError
-from device.segment import Segmenter, SegmenterConfig, reading_order
+from device.segment import Segmenter, SegmenterConfig, _Blob, _strip_rule, reading_order
 
 PAPER = 225
 INK = 40
@@ -260,3 +260,19 @@ def test_segment_keeps_a_small_number_apart_from_a_large_one() -> None:
     # A separate number written small far to the right is not a fragment of the first.
     write(img, "5", 250, 160, 20)
     assert counts(Segmenter().segment(img)) == [2, 1]
+
+
+def test_digits_joined_by_a_rule_the_line_finder_missed_are_stripped_apart() -> None:
+    """One blob far too wide for its height, because digits sit on a rule: the rule's rows
+    go where nothing else is inked, and the digits come back as their own pieces."""
+    mask = np.zeros((22, 200), bool)
+    mask[20:22, :] = True  # the rule, under the digits
+    for x in (20, 60, 100, 140):
+        mask[2:21, x : x + 3] = True  # a stem touching the rule
+        mask[2:5, x : x + 12] = True  # a bar: each digit 12 px wide
+    blob = _Blob(0, 100, 200, 22, mask, int(mask.sum()))
+    parts = sorted(_strip_rule(blob), key=lambda b: b.x)
+    assert [(b.x, b.w) for b in parts] == [(20, 12), (60, 12), (100, 12), (140, 12)]
+    assert all(b.y == 102 and b.h >= 18 for b in parts)  # each keeps its full height
+    # A blob without a rule row is left alone.
+    assert _strip_rule(_Blob(0, 0, 10, 20, np.ones((20, 10), bool), 200)) == []
