@@ -472,7 +472,14 @@ def mnist_accuracy(nets: list[Network], plan: Plan) -> list[dict[str, Any]]:
 
 
 def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
-    from host.reading_score import ERROR_KINDS, error_kind, score, threshold_curve
+    from host.reading_score import (
+        DIGIT_OUTCOMES,
+        ERROR_KINDS,
+        digit_outcomes,
+        error_kind,
+        score,
+        threshold_curve,
+    )
 
     out: dict[str, Any] = {"sizes": {}, "peers": []}
     for size, res in frames["sizes"].items():
@@ -483,7 +490,18 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
         min_conf = [min((d.confidence for d in r.digits), default=0.0) for r in res["readings"]]
         confident = [r.confident for r in res["readings"]]
         n_conf = sum(confident)
+        outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
+        for f, r in zip(res["truth"], res["readings"], strict=True):
+            found = digit_outcomes(
+                [b for number in f["boxes"] for b in number],
+                [int(ch) for number in f["numbers"] for ch in number],
+                [d.box for d in r.digits],
+                [d.label for d in r.digits],
+            )
+            for k, v in found.items():
+                outcomes[k] += v
         out["sizes"][size] = {
+            "outcomes": outcomes,
             "score": sc,
             "curve": threshold_curve(correct, min_conf, THRESHOLDS),
             "errors": {

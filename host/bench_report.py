@@ -605,6 +605,24 @@ def _section_accuracy(results: dict[str, Any]) -> str:
                 ),
                 frows,
             ),
+            "### Where the digits went",
+            "Each truth digit by box overlap (the renderer records every digit's box): read "
+            "right, misread, merged with a neighbour into one read digit, split into pieces, or "
+            "missed (not found, or dropped by the model as no digit); *extra*: read digits "
+            "where there is none.",
+            _table(
+                ("size", *next(iter(fa.values()))["outcomes"]),
+                [
+                    (
+                        _size(size),
+                        *(
+                            f"{v} ({_pct(v / max(1, acc['score'].digits))})"
+                            for v in acc["outcomes"].values()
+                        ),
+                    )
+                    for size, acc in fa.items()
+                ],
+            ),
             "### Choosing the threshold",
             "A reading is accepted when its least confident digit reaches the threshold (this "
             "curve uses that rule alone; the reader's own verdict above also refuses readings "

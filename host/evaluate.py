@@ -188,6 +188,20 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.2f}%"
 
 
+def _none_lines(r: ArchResult) -> list[str]:
+    """What the "none" (not a digit) output did on MNIST's digits, when the model has one."""
+    if r.probs.shape[1] <= 10:
+        return []
+    rejected = int((r.probs.argmax(1) == 10).sum())
+    return [
+        'The default network\'s 11th output, "none", rejects crops that are no digit (touching',
+        "pairs, pieces of digits, smudges: trained on the segmenter's crops of rendered frames).",
+        f'On MNIST\'s 10,000 test digits it answered "none" {rejected} time(s); those count as',
+        "errors above.",
+        "",
+    ]
+
+
 def write_report(results: list[ArchResult], curve, manifest: dict, out: Path) -> None:
     lines = [
         "# Evaluation: MNIST test set (10,000 digits)",
@@ -214,6 +228,7 @@ def write_report(results: list[ArchResult], curve, manifest: dict, out: Path) ->
         f"{_pct(manifest.get('accuracy', {}).get('litert_int8'))}; recommended threshold "
         f"{manifest.get('recommended_threshold')}.",
         "",
+        *_none_lines(results[0]),
         "## Confidence threshold (default network, int8, per digit)",
         "",
         "| threshold | digits accepted | error among accepted |",

@@ -108,3 +108,48 @@ def error_kind(truth: str, got: str) -> str:
     if td == gd:
         return "grouping"
     return "misread"
+
+
+DIGIT_OUTCOMES = ("read right", "misread", "merged with a neighbour", "split", "missed")
+Box = tuple[int, int, int, int]
+
+
+def _overlap(a: Sequence[int], b: Sequence[int]) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
+
+
+def digit_outcomes(
+    truth_boxes: Sequence[Sequence[int]],
+    truth_labels: Sequence[int],
+    read_boxes: Sequence[Sequence[int]],
+    read_labels: Sequence[int],
+) -> dict[str, int]:
+    """Where each truth digit went, by box overlap (the renderer records every digit's box).
+
+    A read box *covers* a truth digit when it holds over half of the digit's box. "read right"
+    / "misread": exactly one read box covers the digit and covers no other; "merged with a
+    neighbour": a read box covers it and another digit; "split": no read box covers it but some
+    lie mostly inside it (pieces); "missed": nothing was read there (not found, or dropped as
+    no digit). Read boxes on no digit at all are counted as "extra".
+    """
+    counts = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
+    covers = [
+        [i for i, t in enumerate(truth_boxes) if _overlap(r, t) > 0.5 * max(1, t[2] * t[3])]
+        for r in read_boxes
+    ]
+    for i, (t, label) in enumerate(zip(truth_boxes, truth_labels, strict=True)):
+        mine = [j for j, c in enumerate(covers) if i in c]
+        if len(mine) == 1 and covers[mine[0]] == [i]:
+            counts["read right" if read_labels[mine[0]] == label else "misread"] += 1
+        elif any(len(covers[j]) > 1 for j in mine):
+            counts["merged with a neighbour"] += 1
+        elif mine or any(_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for r in read_boxes):
+            counts["split"] += 1
+        else:
+            counts["missed"] += 1
+    for r, c in zip(read_boxes, covers, strict=True):
+        if not c and not any(_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for t in truth_boxes):
+            counts["extra"] += 1
+    return counts

@@ -17,6 +17,7 @@ from host import pi_estimate
 from host.bench_report import CHARTS
 from host.bench_timing import Contender, Summary, interleaved
 from host.reading_score import (
+    digit_outcomes,
     edit_distance,
     error_kind,
     normalise_text,
@@ -72,6 +73,7 @@ def test_quick_bench_report_has_every_section(quick_run) -> None:
     for size in ("640x480", "1280x720", "1920x1080"):
         assert f"| {size} |" in text
     assert "QUICK run" in text
+    assert "### Where the digits went" in text and "| merged with a neighbour |" in text
     assert "ESTIMATE µs/digit" in text
 
 
@@ -182,3 +184,26 @@ def test_error_kind_separates_segmentation_grouping_and_misreads() -> None:
     assert error_kind("12 34", "1234") == "grouping"
     assert error_kind("12 34", "12 3") == "digit count"
     assert error_kind("12 34", "12 35") == "misread"
+
+
+def test_digit_outcomes_say_where_each_truth_digit_went() -> None:
+    truth = [(0, 0, 10, 20), (12, 0, 10, 20), (24, 0, 10, 20), (36, 0, 10, 20), (48, 0, 10, 20)]
+    labels = [1, 2, 3, 4, 5]
+    read = [
+        (0, 1, 10, 18),  # the 1, read right
+        (12, 0, 9, 20),  # the 2, read as 7
+        (24, 0, 22, 20),  # the 3 and the 4 as one blob
+        (48, 0, 5, 20),  # the left half of the 5 ...
+        (53, 0, 5, 20),  # ... and its right half
+        (80, 0, 10, 20),  # nothing there
+    ]
+    found = digit_outcomes(truth, labels, read, [1, 7, 3, 1, 1, 8])
+    assert found == {
+        "read right": 1,
+        "misread": 1,
+        "merged with a neighbour": 2,
+        "split": 1,
+        "missed": 0,
+        "extra": 1,
+    }
+    assert digit_outcomes(truth[:1], [1], [], [])["missed"] == 1
