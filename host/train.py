@@ -33,7 +33,7 @@ BATCH_SIZE = 128
 DEFAULT_EPOCHS = {"default": 20, "seed": 10}
 PEAK_LR = 3e-3
 # Rendered training frames whose segmenter crops join the training data (host.crops).
-DEFAULT_CAMERA_FRAMES = 3000
+DEFAULT_CAMERA_FRAMES = 5000
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
 
 
