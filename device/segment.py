@@ -691,23 +691,15 @@ class Segmenter:
             if h * _POOL < cfg.min_digit_height or w < _SUBLABEL_ASPECT * h:
                 # A fragment, or too narrow to hold two digits side by side: one piece.
                 # (It reaches the ink level: components that do not were dropped above.)
-                area = cv2.countNonZero(own)
-                if area >= cfg.speck_area:
-                    sx, sy, sw, sh = cv2.boundingRect(own)
-                    m = own[sy : sy + sh, sx : sx + sw].view(np.bool_)
-                    out.append(_Blob(fx + sx, fy + sy, sw, sh, m, area))
+                out.extend(_whole_piece(own, fx, fy, cfg.speck_area))
                 continue
             # Pooling can join strokes a pixel or two apart (close digits): label again at
             # full resolution inside the piece. Labelling without statistics costs a quarter
             # as much, and mostly finds one component, whose box and area are the piece's.
             k, sub = cv2.connectedComponentsWithAlgorithm(own, 8, cv2.CV_16U, cv2.CCL_GRANA)
             if k == 2:
-                area = cv2.countNonZero(own)
-                if area >= cfg.speck_area:
-                    # The only component holds the pixel that put this one among ``reaches``.
-                    sx, sy, sw, sh = cv2.boundingRect(own)
-                    m = own[sy : sy + sh, sx : sx + sw].view(np.bool_)
-                    out.append(_Blob(fx + sx, fy + sy, sw, sh, m, area))
+                # The only component holds the pixel that put this one among ``reaches``.
+                out.extend(_whole_piece(own, fx, fy, cfg.speck_area))
                 continue
             k, sub, sst, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
                 own, 8, cv2.CV_16U, cv2.CCL_GRANA
@@ -901,6 +893,16 @@ class Segmenter:
         ink = cv2.min(crop, top)
         ink *= keep
         return np.divide(ink, np.float32(top), dtype=np.float32)
+
+
+def _whole_piece(own: U8, fx: int, fy: int, speck_area: int) -> list[_Blob]:
+    """All of ``own`` (a piece's stroke pixels, cut out at (fx, fy)) as one blob, trimmed to
+    its ink; none if it is a speck."""
+    area = cv2.countNonZero(own)
+    if area < speck_area:
+        return []
+    sx, sy, sw, sh = cv2.boundingRect(own)
+    return [_Blob(fx + sx, fy + sy, sw, sh, own[sy : sy + sh, sx : sx + sw].view(np.bool_), area)]
 
 
 # A row of a wide blob is a rule's row if ink covers this fraction of the blob's width ...
