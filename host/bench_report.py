@@ -545,7 +545,7 @@ def _section_accuracy(results: dict[str, Any]) -> str:
             r["network"],
             r["runtime"],
             r["n"],
-            _pct(r["accuracy"]) + ("" if r["trained"] else " (untrained stand-in)"),
+            f"{100 * r['accuracy']:.2f}%" + ("" if r["trained"] else " (untrained stand-in)"),
         )
         for r in mn
     ]
