@@ -61,7 +61,8 @@ def test_tiny_train_convert_and_interpreter_predicts(tiny_model: Path):
     interp.set_tensor(inp["index"], to_input_tensor(x, contract.input))
     interp.invoke()
     probs = dequantize(interp.get_tensor(out["index"]), contract.output)
-    assert probs.shape == (200, 10)
+    # Ten digits and "none" (not a digit), as the manifest says.
+    assert probs.shape == (200, 11) and contract.labels[-1] == "none"
     assert np.allclose(probs.sum(1), 1.0, atol=0.05)
     # One epoch on 2,000 digits is not a good model, but the int8 file must agree with it.
     import keras

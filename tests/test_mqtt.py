@@ -423,7 +423,8 @@ def test_a_failing_trigger_does_not_stop_the_mqtt_loop(
         raise RuntimeError("daemon is shutting down")
 
     with MqttOutput(config(tmp_path, broker.port), boom, reconnect_delay=FAST_RETRY) as out:
-        wait_for(lambda: out.connected)
+        # The command must not reach the broker before our subscription does.
+        wait_for(lambda: out.commands_ready)
         rec = Recorder(broker.port, [f"{BASE}/reading"])
         rec.client.publish(f"{BASE}/command", b"read", qos=1).wait_for_publish(5)
         wait_for(lambda: any("trigger callback failed" in r.getMessage() for r in caplog.records))
