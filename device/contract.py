@@ -31,6 +31,8 @@ _DTYPES: dict[str, Any] = {"int8": np.int8, "uint8": np.uint8, "float32": np.flo
 NOT_A_DIGIT_LABEL = "none"
 DIGIT_LABELS = [str(d) for d in range(10)]
 NOT_A_DIGIT = -1
+# Where "none" sits among the outputs (after the ten digits): also its label in host training.
+NOT_A_DIGIT_INDEX = len(DIGIT_LABELS)
 
 
 @dataclass(frozen=True)

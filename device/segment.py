@@ -1124,14 +1124,6 @@ def _two_way_cuts(mask: npt.NDArray[np.bool_]) -> list[int]:
     return cuts
 
 
-def _trim(b: _Blob) -> _Blob:
-    """``b`` with its box shrunk to its mask's ink."""
-    rows = np.flatnonzero(b.mask.any(axis=1))
-    cols = np.flatnonzero(b.mask.any(axis=0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    return _Blob(b.x + c0, b.y + r0, c1 - c0, r1 - r0, b.mask[r0:r1, c0:c1], b.area)
-
-
 def _pieces_at(b: _Blob, cuts: list[int], min_height: int) -> list[_Blob]:
     """The parts of ``b`` between consecutive cut columns, trimmed to their ink."""
     out: list[_Blob] = []

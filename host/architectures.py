@@ -11,10 +11,9 @@ from keras import layers
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
-# The default net has one more output, "not a digit" (label 10 in training, "none" in the
-# manifest): trained on the segmenter's crops of touching pairs, pieces of digits and smudges,
-# so the reader can reject them instead of reading them as the nearest digit.
-NOT_A_DIGIT = 10
+# The default net has one more output, "not a digit" (device.contract.NOT_A_DIGIT_INDEX in
+# training, "none" in the manifest): trained on the segmenter's crops of touching pairs, pieces
+# of digits and smudges, so the reader can reject them instead of reading them as a digit.
 ARCHS = ("default", "seed")
 # Faster than the Keras default (0.99) so that short runs (tests, --limit) get usable moving
 # statistics; over a full run both settle to the same values.
@@ -59,7 +58,7 @@ def default_model() -> keras.Model:
 
     Fewer parameters (~43k vs ~225k) and fewer MACs (~2.0M vs ~2.6M) than the seed; batch norm
     folds into the convolutions at conversion, so the int8 model is a plain conv stack.
-    Eleven outputs: the ten digits and NOT_A_DIGIT.
+    Eleven outputs: the ten digits and "none" (not a digit).
     """
     inputs = keras.Input(INPUT_SHAPE, name="digit")
     x = _conv_bn(inputs, 32, "c1")

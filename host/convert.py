@@ -21,6 +21,7 @@ import numpy as np
 
 from device.atomic import atomic_write_bytes
 from device.contract import (
+    DIGIT_LABELS,
     FORMAT_VERSION,
     NOT_A_DIGIT_LABEL,
     Preprocessing,
@@ -40,15 +41,14 @@ REPRESENTATIVE_SAMPLES = 1000
 # fraction of accepted digits is wrong: a conservative default for the device's threshold.
 TARGET_ACCEPTED_ERROR = 0.001
 THRESHOLD_BOUNDS = (0.5, 0.97)
-LABELS = [str(d) for d in range(10)]
 
 
 def labels_for(classes: int) -> list[str]:
     """Manifest labels for a model with ``classes`` outputs: the digits, then "none"."""
-    if classes == len(LABELS):
-        return list(LABELS)
-    if classes == len(LABELS) + 1:
-        return [*LABELS, NOT_A_DIGIT_LABEL]
+    if classes == len(DIGIT_LABELS):
+        return list(DIGIT_LABELS)
+    if classes == len(DIGIT_LABELS) + 1:
+        return [*DIGIT_LABELS, NOT_A_DIGIT_LABEL]
     raise TrainingError(f"the model has {classes} outputs; a digit model has 10 or 11")
 
 

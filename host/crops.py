@@ -6,8 +6,8 @@ shadows, paper texture, stroke styles, imperfect masks) where it belongs: in the
 Every crop the segmenter offers the reader (its digits and the alternative readings of
 ambiguous blobs) is labelled by the renderer's per-digit boxes: a crop that frames one digit
 gets that digit; one that frames two touching digits as one, a short piece of a digit, or no
-digit at all gets NOT_A_DIGIT (label 10), so the model learns to reject what the reader must
-not read as a digit; anything in between is left out.
+digit at all gets NOT_A_DIGIT_INDEX (label 10, the "none" output), so the model learns to reject
+what the reader must not read as a digit; anything in between is left out.
 Test-split digits are never used here; they are reserved for the rendered evaluation frames.
 """
 
@@ -21,9 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.contract import NOT_A_DIGIT_INDEX
 from device.normalize import normalize_digit
 from device.segment import Segmenter, SegmenterConfig
 from host.mnist import ROOT
+from host.reading_score import box_overlap
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +33,6 @@ CACHE_DIR = ROOT / "data" / "crops"
 FRAME_SIZE = (640, 480)
 
 
-# The training label of crops that are not one digit.
-NOT_A_DIGIT = 10
 # A crop is a digit's when it covers this much of the digit's truth box and is mostly that
 # digit (the segmenter's box is often a little smaller than the renderer's: faint ends) ...
 _DIGIT_COVER, _DIGIT_PURITY = 0.6, 0.5
@@ -54,31 +54,25 @@ _ONE_LIKE_HEIGHT, _ONE_LIKE_ASPECT = 0.75, 0.45
 TRAINING_ALTERNATIVE_ASPECT = 1.3
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(0, w) * max(0, h)
-
-
 def label_crop(box, truth_boxes, truth_labels) -> int | None:
     """The training label of a crop at ``box`` (x, y, w, h) given the frame's digit boxes:
-    a digit 0-9, NOT_A_DIGIT, or None when the crop is too ambiguous to label."""
+    a digit 0-9, NOT_A_DIGIT_INDEX, or None when the crop is too ambiguous to label."""
     area = max(1, box[2] * box[3])
-    cover = [_overlap(box, t) / max(1, t[2] * t[3]) for t in truth_boxes]
+    cover = [box_overlap(box, t) / max(1, t[2] * t[3]) for t in truth_boxes]
     if not cover:
-        return NOT_A_DIGIT
+        return NOT_A_DIGIT_INDEX
     order = sorted(range(len(cover)), key=lambda i: -cover[i])
     best = order[0]
     second = cover[order[1]] if len(order) > 1 else 0.0
-    purity = _overlap(box, truth_boxes[best]) / area
+    purity = box_overlap(box, truth_boxes[best]) / area
     if cover[best] >= _DIGIT_COVER and purity >= _DIGIT_PURITY and second <= _OTHER_COVER:
         return int(truth_labels[best])
     if second >= _PAIR_COVER:
-        return NOT_A_DIGIT
+        return NOT_A_DIGIT_INDEX
     if cover[best] < _FRAGMENT_COVER:
         t = truth_boxes[best]
         one_like = box[3] >= _ONE_LIKE_HEIGHT * t[3] and box[2] < _ONE_LIKE_ASPECT * box[3]
-        return None if one_like else NOT_A_DIGIT
+        return None if one_like else NOT_A_DIGIT_INDEX
     return None
 
 
@@ -130,7 +124,7 @@ def render_crops(
     frames: int, seed: int, indices: np.ndarray, workers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Render ``frames`` frames from the MNIST training digits at ``indices`` and return the
-    labelled, normalised crops (labels 0-9 and NOT_A_DIGIT).
+    labelled, normalised crops (labels 0-9 and NOT_A_DIGIT_INDEX).
 
     Frame i depends only on (seed, i), so splitting the range over worker processes gives the
     same crops in the same order as one process.

@@ -114,7 +114,8 @@ DIGIT_OUTCOMES = ("read right", "misread", "merged with a neighbour", "split", "
 Box = tuple[int, int, int, int]
 
 
-def _overlap(a: Sequence[int], b: Sequence[int]) -> int:
+def box_overlap(a: Sequence[int], b: Sequence[int]) -> int:
+    """Area shared by two (x, y, w, h) boxes."""
     w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
     return max(0, w) * max(0, h)
@@ -136,7 +137,7 @@ def digit_outcomes(
     """
     counts = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
     covers = [
-        [i for i, t in enumerate(truth_boxes) if _overlap(r, t) > 0.5 * max(1, t[2] * t[3])]
+        [i for i, t in enumerate(truth_boxes) if box_overlap(r, t) > 0.5 * max(1, t[2] * t[3])]
         for r in read_boxes
     ]
     for i, (t, label) in enumerate(zip(truth_boxes, truth_labels, strict=True)):
@@ -145,11 +146,11 @@ def digit_outcomes(
             counts["read right" if read_labels[mine[0]] == label else "misread"] += 1
         elif any(len(covers[j]) > 1 for j in mine):
             counts["merged with a neighbour"] += 1
-        elif mine or any(_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for r in read_boxes):
+        elif mine or any(box_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for r in read_boxes):
             counts["split"] += 1
         else:
             counts["missed"] += 1
     for r, c in zip(read_boxes, covers, strict=True):
-        if not c and not any(_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for t in truth_boxes):
+        if not c and not any(box_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for t in truth_boxes):
             counts["extra"] += 1
     return counts

@@ -11,11 +11,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from device.lifecycle import Closeable
 
 START_TIMEOUT_S = 10.0
 
@@ -67,7 +68,7 @@ def make_certificates(workdir: Path) -> tuple[Path, Path, Path]:
     return ca, cert, key
 
 
-class Broker:
+class Broker(Closeable):
     """A mosquitto process on 127.0.0.1:<port>, anonymous or with one user; restartable."""
 
     def __init__(
@@ -141,17 +142,12 @@ class Broker:
             self.proc.wait(timeout=5)
         self.proc = None
 
+    def close(self) -> None:
+        self.stop()
+
     def __enter__(self) -> Broker:
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class Recorder:

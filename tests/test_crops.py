@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from host.crops import NOT_A_DIGIT, label_crop, render_crops
+from device.contract import NOT_A_DIGIT_INDEX
+from host.crops import label_crop, render_crops
 
 # Two digits side by side, 20x30 each, 4 px apart: a "3" then a "7".
 TRUTH = [(100, 50, 20, 30), (124, 50, 20, 30)]
@@ -19,13 +20,14 @@ def test_a_crop_framing_one_digit_gets_its_label() -> None:
 
 
 def test_touching_digits_read_as_one_blob_are_not_a_digit() -> None:
-    assert label_crop((100, 50, 44, 30), TRUTH, LABELS) == NOT_A_DIGIT
+    assert label_crop((100, 50, 44, 30), TRUTH, LABELS) == NOT_A_DIGIT_INDEX
 
 
 def test_a_short_piece_of_a_digit_or_a_smudge_is_not_a_digit() -> None:
-    assert label_crop((100, 50, 20, 8), TRUTH, LABELS) == NOT_A_DIGIT  # the bar of a 5
-    assert label_crop((300, 200, 15, 20), TRUTH, LABELS) == NOT_A_DIGIT  # nowhere near a digit
-    assert label_crop((300, 200, 15, 20), [], []) == NOT_A_DIGIT
+    assert label_crop((100, 50, 20, 8), TRUTH, LABELS) == NOT_A_DIGIT_INDEX  # the bar of a 5
+    # Nowhere near a digit:
+    assert label_crop((300, 200, 15, 20), TRUTH, LABELS) == NOT_A_DIGIT_INDEX
+    assert label_crop((300, 200, 15, 20), [], []) == NOT_A_DIGIT_INDEX
 
 
 def test_a_tall_narrow_piece_that_looks_like_a_one_is_left_out() -> None:
@@ -41,8 +43,8 @@ def test_rendered_training_frames_give_digits_and_rejects() -> None:
     x, y, stats = render_crops(12, seed=3, indices=np.arange(2000), workers=1)
     assert stats["rendered_frames"] == 12 and len(x) == len(y) == stats["crops"]
     assert x.shape[1:] == (28, 28) and x.min() >= 0.0 and x.max() <= 1.0
-    digits = y[y != NOT_A_DIGIT]
+    digits = y[y != NOT_A_DIGIT_INDEX]
     # Most crops are digits (the segmenter is mostly right, and a split alternative of a single
     # digit leaves most of it on one side); the rest are rejects.
     assert len(digits) >= 0.5 * len(y) and len(set(digits.tolist())) >= 8
-    assert NOT_A_DIGIT in y
+    assert NOT_A_DIGIT_INDEX in y
