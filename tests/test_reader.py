@@ -47,19 +47,21 @@ class FakeSegmenter:
 
 
 class FakeClassifier:
-    """Returns preset labels/confidences; records every batch it was given."""
+    """Returns preset labels/confidences, in order across calls; records every batch."""
 
     def __init__(self, labels: list[int], confidences: list[float]) -> None:
         self.labels = np.array(labels, np.int64)
         self.confidences = np.array(confidences, np.float32)
         self.batches: list[np.ndarray] = []
+        self.used = 0
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.batches.append(batch)
-        return self.labels[: len(batch)], self.confidences[: len(batch)]
+        at, self.used = self.used, self.used + len(batch)
+        return self.labels[at : self.used], self.confidences[at : self.used]
 
 
 def _blob(h: int = 30, w: int = 20) -> np.ndarray:
@@ -168,12 +170,49 @@ def test_reader_takes_the_split_when_the_halves_read_more_confidently() -> None:
     assert reading.text == "29"
     assert [d.box for d in reading.digits] == [(10, 10, 20, 30), (30, 10, 20, 30)]
     assert reading.confident  # a clear win is not a doubt
-    # Whole and halves were classified together: one call per frame.
-    assert len(classifier.batches) == 1 and len(classifier.batches[0]) == 3
+    # The segmenter's reading first; the halves only because the whole read unsure.
+    assert [len(b) for b in classifier.batches] == [1, 2]
+
+
+def test_a_confident_reading_is_not_read_the_other_ways() -> None:
+    # The whole blob reads as a sure "0": its halves are never normalised or classified,
+    # however well they would have read.
+    classifier = FakeClassifier([0, 2, 9], [0.99, 1.0, 1.0])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "0" and reading.confident
+    assert [len(b) for b in classifier.batches] == [1]
+
+
+def test_only_the_unsure_blobs_alternatives_are_classified_in_one_second_call() -> None:
+    sure = _ambiguous(1)[0]
+    unsure = replace(
+        sure,
+        box=(60, 10, 40, 30),
+        alternatives=tuple(
+            tuple(replace(s, box=(s.box[0] + 50, *s.box[1:])) for s in alt)
+            for alt in sure.alternatives
+        ),
+    )
+    # Batch 1: both wholes ("8" sure, "0" not); batch 2: the unsure blob's halves only.
+    classifier = FakeClassifier([8, 0, 2, 9], [0.99, 0.6, 0.99, 0.98])
+    reader = Reader(classifier, FakeSegmenter([sure, unsure]), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "829"
+    assert [d.box for d in reading.digits] == [(10, 10, 40, 30), (60, 10, 20, 30), (80, 10, 20, 30)]
+    assert [len(b) for b in classifier.batches] == [2, 2]
+
+
+def test_a_blob_the_model_rejects_is_read_the_other_ways() -> None:
+    # "none" at high confidence is no sure digit: the split is tried, and wins.
+    classifier = FakeClassifier([NOT_A_DIGIT, 1, 1], [0.99, 0.98, 0.97])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    assert reader.read(FRAME).text == "11"
+    assert [len(b) for b in classifier.batches] == [1, 2]
 
 
 def test_a_narrow_win_of_an_alternative_makes_the_reading_unsure() -> None:
-    classifier = FakeClassifier([0, 2, 9], [0.95, 0.97, 0.98])
+    classifier = FakeClassifier([0, 2, 9], [0.85, 0.87, 0.88])
     reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
     reading = reader.read(FRAME)
     assert reading.text == "29" and not reading.confident

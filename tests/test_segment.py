@@ -184,6 +184,35 @@ def test_ink_crop_is_bright_on_zero_and_masks_neighbours() -> None:
         assert s.ink[0, 0] == 0.0 and s.ink[-1, -1] < 0.2
 
 
+def test_an_alternatives_ink_is_made_late_but_from_its_own_frame() -> None:
+    # The two touching 0s come split, with the whole blob as the alternative; its ink is
+    # only made when asked for, which may be after the segmenter has moved on.
+    img = page()
+    cv2.ellipse(img, (120, 120), (20, 22), 0, 0, 360, INK, 4, cv2.LINE_AA)
+    cv2.ellipse(img, (161, 120), (20, 22), 0, 0, 360, INK, 4, cv2.LINE_AA)
+    early = Segmenter().segment(img)[0].alternatives[0][0].ink
+    segmenter = Segmenter()
+    alternative = segmenter.segment(img)[0].alternatives[0][0]
+    other = page(seed=1)
+    write(other, "7", 100, 200, 150)  # ink where the blob was
+    segmenter.segment(other)
+    assert alternative.box[2] > 70  # the whole pair
+    np.testing.assert_array_equal(alternative.ink, early)
+    assert alternative.ink.max() == pytest.approx(1.0)
+
+
+def test_segment_finds_faint_pencil_inside_thick_table_borders() -> None:
+    # Bold borders set the first (Otsu) ink level far above the pencil's contrast; once they
+    # are erased, the frame is looked at again at the writing's own level.
+    img = page(400, 300)
+    cv2.rectangle(img, (20, 20), (380, 280), 15, 5)
+    cv2.line(img, (200, 20), (200, 280), 15, 5)
+    cv2.line(img, (20, 150), (380, 150), 15, 5)
+    write(img, "375", 60, 110, 22, ink=PAPER - 55)
+    write(img, "42", 250, 240, 22, ink=PAPER - 55)
+    assert counts(Segmenter().segment(img)) == [3, 2]
+
+
 def test_reading_order_puts_rows_first_then_x() -> None:
     boxes = [(200, 10, 30, 30), (10, 100, 30, 30), (10, 12, 30, 30)]
     assert reading_order(boxes) == [2, 0, 1]
