@@ -843,8 +843,9 @@ class Segmenter:
         2s and 4s more often than it found touching pairs.
 
         Shape alone cannot settle every blob, so each comes back as (the segmenter's choice,
-        alternatives): a split blob offers itself whole, a whole blob wide enough to be two
-        touching digits offers its best two-way cut; the reader keeps what classifies best.
+        alternatives): a blob split for its width offers itself whole and cut into one digit
+        fewer or more, a whole blob wide enough to be two touching digits offers its two-way
+        cuts; the reader keeps what classifies best.
         """
         cfg = self.config
         out: list[tuple[list[_Blob], list[list[_Blob]]]] = []
@@ -852,8 +853,16 @@ class Segmenter:
             aspect = b.w / b.h
             if aspect > cfg.split_aspect:
                 count = max(2, round(b.w / (cfg.digit_aspect * b.h)))
-                whole = [[b]] if aspect <= _WHOLE_MAX_ASPECT else []
-                out.append((self._cut(b, count), whole))
+                others = [[b]] if aspect <= _WHOLE_MAX_ASPECT else []
+                # The count is a guess from the width: narrow digits ("117") fit one more,
+                # wide ones one fewer. A part holding two digits reads as none, and the
+                # reader then weighs these cuts too.
+                others += [
+                    parts
+                    for k in (count - 1, count + 1)
+                    if k >= 2 and len(parts := self._cut(b, k)) == k
+                ]
+                out.append((self._cut(b, count), others))
                 continue
             if aspect >= cfg.clean_split_aspect:
                 cut = _clean_cut(b.mask)

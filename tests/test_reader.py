@@ -203,6 +203,22 @@ def test_only_the_unsure_blobs_alternatives_are_classified_in_one_second_call() 
     assert [len(b) for b in classifier.batches] == [2, 2]
 
 
+def test_an_alternative_may_hold_more_digits_than_the_segmenters_split() -> None:
+    # Split in two for its width, but the left part holds two digits (the model: none);
+    # the three-way cut reads well and replaces both parts.
+    halves = _ambiguous(2)
+    whole = halves[0].alternatives[0][0]
+    thirds = tuple(FakeSegment((10 + 13 * k, 10, 13, 30), _blob(30, 13)) for k in range(3))
+    segments = [replace(halves[0], alternatives=((whole,), thirds)), halves[1]]
+    classifier = FakeClassifier(
+        [NOT_A_DIGIT, 7, NOT_A_DIGIT, 1, 1, 7], [0.99, 0.98, 0.97, 0.97, 0.98, 0.99]
+    )
+    reader = Reader(classifier, FakeSegmenter(segments), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "117" and reading.confident
+    assert [len(b) for b in classifier.batches] == [2, 4]
+
+
 def test_a_blob_the_model_rejects_is_read_the_other_ways() -> None:
     # "none" at high confidence is no sure digit: the split is tried, and wins.
     classifier = FakeClassifier([NOT_A_DIGIT, 1, 1], [0.99, 0.98, 0.97])

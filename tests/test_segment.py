@@ -184,6 +184,20 @@ def test_ink_crop_is_bright_on_zero_and_masks_neighbours() -> None:
         assert s.ink[0, 0] == 0.0 and s.ink[-1, -1] < 0.2
 
 
+def test_a_blob_split_for_its_width_also_offers_one_digit_more() -> None:
+    # Three narrow touching 0s: by width, two digits; the three-way cut comes as an alternative.
+    img = page()
+    for cx in (120, 148, 176):
+        cv2.ellipse(img, (cx, 120), (13, 22), 0, 0, 360, INK, 3, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert len(segs) == 2 and segs[0].span == 2
+    sizes = sorted(len(alt) for alt in segs[0].alternatives)
+    assert sizes == [1, 3]  # whole, and three digits
+    three = next(alt for alt in segs[0].alternatives if len(alt) == 3)
+    assert [s.box[0] for s in three] == sorted(s.box[0] for s in three)
+    assert all(15 <= s.box[2] <= 32 for s in three)
+
+
 def test_an_alternatives_ink_is_made_late_but_from_its_own_frame() -> None:
     # The two touching 0s come split, with the whole blob as the alternative; its ink is
     # only made when asked for, which may be after the segmenter has moved on.
