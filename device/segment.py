@@ -52,6 +52,13 @@ F32 = npt.NDArray[np.float32]
 
 POLARITIES = ("auto", "dark_on_light", "light_on_dark")
 
+# Sizes that grow with the camera's resolution (stroke and line widths: the background filter,
+# the thickest line) are given in px at this many rows and scaled up for taller frames. Digit
+# sizes are not: a small number stays small at any resolution. On 150 rendered 1920x1080
+# frames (seed 404): exact 55.3% -> 66.7%, split digits 28 -> 10, but blobs of shadowed
+# paper read as digits 35 -> 65 (the wider filter follows shadows less closely); scaling the
+# filter by the root of the factor: 64.7% and 46; the line thickness alone: 56.0%.
+_REFERENCE_ROWS = 480
 # The background is estimated on a copy this many times smaller per side: the paper's light
 # varies slowly, and a small image makes the large morphological filter cheap.
 _BG_SCALE = 8
@@ -147,7 +154,9 @@ class SegmenterConfig:
     polarity: str = "auto"  # "auto" | "dark_on_light" | "light_on_dark"
     min_digit_height: int = 12  # px; smaller blobs are specks
     max_digit_height_frac: float = 0.9  # of the (roi) frame height; taller blobs are not digits
-    background_kernel: int = 56  # px; background filter size, wider than the thickest stroke
+    # px at 480 rows (scaled up with taller frames, like strokes and lines): background filter
+    # size, wider than the thickest stroke
+    background_kernel: int = 56
     denoise: int = 3  # px; box filter against sensor noise before thresholding (1 = off)
     min_contrast: int = 40  # 0..255; weakest ink contrast that counts (relative for dark ink)
     hysteresis: float = 0.5  # strokes are traced down to this fraction of the ink level
@@ -171,7 +180,9 @@ class SegmenterConfig:
     split_search: float = 0.3  # search +- this fraction of one digit width for the cut
     line_kernel_frac: float = 0.08  # of frame width/height: opening length that finds lines
     line_min_length_frac: float = 0.25  # of frame width/height: shorter runs are not lines
-    max_line_thickness: int = 10  # px; thicker straight runs are strokes of big digits
+    # px at 480 rows (scaled up with taller frames): thicker straight runs are strokes of big
+    # digits, not lines
+    max_line_thickness: int = 10
     group_gap: float = 0.9  # digits farther apart than this x their height start a new number
     row_overlap: float = 0.5  # vertical overlap (of the shorter) that puts two on one row
 
@@ -341,6 +352,7 @@ class Segmenter:
         self.config = config if config is not None else SegmenterConfig()
         self._buf: _Buffers | None = None
         self.last_polarity = ""  # what the last frame was read as, for logs and the web view
+        self._scale = 1.0  # the frame's (roi's) rows / _REFERENCE_ROWS, at least 1
 
     # ---------------------------------------------------------------- frame preparation
     def _gray(self, frame: npt.NDArray[Any]) -> tuple[U8, int, int]:
@@ -382,6 +394,10 @@ class Segmenter:
             cv2.blur(buf.gray, (k, k), dst=buf.gray)
         return buf.gray, x0, y0
 
+    def _scaled(self, px: int) -> int:
+        """A size in px at _REFERENCE_ROWS, for this frame."""
+        return round(px * self._scale)
+
     def _buffers(self, h: int, w: int) -> _Buffers:
         if self._buf is None or self._buf.shape != (h, w):
             self._buf = _Buffers(h, w)
@@ -396,7 +412,7 @@ class Segmenter:
             (max(1, w // _BG_SCALE), max(1, h // _BG_SCALE)),
             interpolation=cv2.INTER_AREA,
         )
-        k = max(_BG_MIN_KERNEL, self.config.background_kernel // _BG_SCALE) | 1
+        k = max(_BG_MIN_KERNEL, self._scaled(self.config.background_kernel) // _BG_SCALE) | 1
         polarity = self.config.polarity
         if polarity == "auto":
             median = cv2.medianBlur(small, min(k, 5))
@@ -424,6 +440,7 @@ class Segmenter:
         """Digits of ``frame`` (BGR uint8 HxWx3 or grey HxW), in reading order."""
         gray, ox, oy = self._gray(frame)
         buf = self._buffers(*gray.shape)
+        self._scale = max(1.0, gray.shape[0] / _REFERENCE_ROWS)
         contrast, polarity = self._contrast(gray)
         self.last_polarity = polarity
         level = self._level(contrast)
@@ -591,7 +608,7 @@ class Segmenter:
             thickness = rst[1:, 4] / extent
             is_line = (
                 (extent >= min_len)
-                & (thickness * _POOL <= cfg.max_line_thickness)
+                & (thickness * _POOL <= self._scaled(cfg.max_line_thickness))
                 & (extent >= _LINE_MIN_ELONGATION * thickness)
             )
             if not is_line.any():
@@ -821,7 +838,7 @@ class Segmenter:
     def _line_stub(self, b: _Blob, separators: list[Box]) -> bool:
         """A thin blob in line with a vertical border, just past its end: a piece of it."""
         cfg = self.config
-        if b.w > cfg.max_line_thickness:
+        if b.w > self._scaled(cfg.max_line_thickness):
             return False
         reach = cfg.line_kernel_frac * self._buf.shape[0] if self._buf else 0.0
         for sx, sy, sw, sh in separators:

@@ -198,6 +198,17 @@ def test_a_blob_split_for_its_width_also_offers_one_digit_more() -> None:
     assert all(15 <= s.box[2] <= 32 for s in three)
 
 
+def test_a_bold_marker_1_in_a_1080p_frame_stays_whole() -> None:
+    # Strokes grow with the resolution: the background filter grows with them, or the paper
+    # estimate sinks into an 80-px stroke and only the stroke's ends are left as blobs.
+    img = page(1920, 1080)
+    cv2.ellipse(img, (600, 540), (150, 260), 0, 0, 360, INK, 80, cv2.LINE_AA)
+    cv2.line(img, (1400, 280), (1400, 800), INK, 80, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert len(segs) == 2
+    assert all(s.box[3] > 560 for s in segs)
+
+
 def test_an_alternatives_ink_is_made_late_but_from_its_own_frame() -> None:
     # The two touching 0s come split, with the whole blob as the alternative; its ink is
     # only made when asked for, which may be after the segmenter has moved on.
