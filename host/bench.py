@@ -393,12 +393,25 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
     readings: dict[tuple[int, int], list[Any]] = {s.size: [] for s in sets}
     peer_out: dict[int, list[Any]] = {p.psm: [] for p, _ in peers}
     failures: list[str] = []
+    # What the model is given per frame (first repetition): crops and batches.
+    fed: dict[tuple[int, int], list[int]] = {s.size: [0, 0] for s in sets}
     with Reader.from_model(int8_path, ReaderConfig(num_threads=1)) as reader:
+        classify = reader.classifier.classify
+        counting: list[int] | None = None
+
+        def counted(batch: Any) -> Any:
+            if counting is not None:
+                counting[0] += len(batch)
+                counting[1] += 1
+            return classify(batch)
+
+        reader.classifier.classify = counted  # type: ignore[method-assign]
         for s in sets:  # warm-up: first allocations and the interpreter's first batch sizes
             _read_frame(reader, s.files[0])
         for rep in range(plan.reps):
             order = sets[rep % len(sets) :] + sets[: rep % len(sets)]
             for s in order:
+                counting = fed[s.size] if rep == 0 else None
                 for i, data in enumerate(s.files):
                     reading, t = _read_frame(reader, data)
                     for k in STAGES:
@@ -419,6 +432,8 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
             "samples": len(timings[s.size]["total"]),
             "stages": stage,
             "fps": 1000.0 / stage["total"].mean,
+            "crops_per_frame": fed[s.size][0] / max(1, len(s.files)),
+            "invokes_per_frame": fed[s.size][1] / max(1, len(s.files)),
             "readings": readings[s.size],
             "truth": s.truth,
         }

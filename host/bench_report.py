@@ -225,9 +225,12 @@ def pi_estimates(results: dict[str, Any]) -> list[tuple[Any, list[pi_estimate.Es
     vga = _vga(results)
     st = vga["stages"]
     other = st["decode"].median + st["segment"].median + st["normalize"].median
-    digits = sum(f["digits"] for f in vga["truth"]) / max(1, len(vga["truth"]))
+    crops, invokes = vga["crops_per_frame"], vga["invokes_per_frame"]
     return [
-        (net, [pi_estimate.estimate(net.macs, other, digits, c) for c in pi_estimate.CORES])
+        (
+            net,
+            [pi_estimate.estimate(net.macs, other, crops, c, invokes) for c in pi_estimate.CORES],
+        )
         for net in results["nets"]
     ]
 
@@ -440,6 +443,7 @@ def _section_frames(results: dict[str, Any]) -> str:
                 *(_p1090(st[k]) for k in ("decode", "segment", "normalize", "classify")),
                 _p1090(st["total"]),
                 f"{res['fps']:.0f}",
+                f"{res['crops_per_frame']:.1f} in {res['invokes_per_frame']:.2f}",
             )
         )
     plan = results["plan"]
@@ -450,7 +454,9 @@ def _section_frames(results: dict[str, Any]) -> str:
             "seeds for the larger sizes; never the committed tests/frames), held as encoded "
             "file bytes (JPEG or PNG, as rendered). Per frame: decode (`device.images."
             "decode_image`: header checks + `cv2.imdecode`), then `Reader.read` (segment, "
-            "normalise, classify in one interpreter call). One core, "
+            "normalise, classify: the digits in one interpreter call, the alternatives of "
+            "blobs read unsure in a second; the last column counts crops and calls per "
+            "frame). One core, "
             f"`cv2.setNumThreads(1)`, {results['pinning']}. {plan.reps} repetition(s) over "
             "every frame; sizes interleave (the order rotates per repetition). Figures are "
             "medians with p10–p90 over all frame × repetition samples, in ms; frames/s is "
@@ -466,6 +472,7 @@ def _section_frames(results: dict[str, Any]) -> str:
                     "classify",
                     "total",
                     "frames/s",
+                    "crops in calls",
                 ),
                 rows,
             ),
@@ -742,8 +749,9 @@ def _section_pi(results: dict[str, Any]) -> str:
         f"{pi_estimate.INVOKE_OVERHEAD_US[1]:.0f} µs per invoke. Per frame: this host's "
         f"measured decode + segment + normalise median ({other:.2f} ms at 640x480) × an "
         "ASSUMED per-core slowdown for OpenCV/NumPy code (range in the table; not from a "
-        "published source — measure it), plus the model on the frame's digits in one batch "
-        f"(mean {digits:.1f} digits per frame in these frames).",
+        "published source — measure it), plus the model on the frame's crops as the reader "
+        f"sends them: mean {vga['crops_per_frame']:.1f} crops in {vga['invokes_per_frame']:.2f} "
+        f"batches per frame in these frames ({digits:.1f} digits).",
     ]
     core_rows = [
         (

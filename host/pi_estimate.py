@@ -97,16 +97,28 @@ def digit_us(macs: int, core: Core) -> tuple[float, float]:
     return best, worst
 
 
-def estimate(macs: int, host_other_ms: float, digits_per_frame: float, core: Core) -> Estimate:
+def estimate(
+    macs: int,
+    host_other_ms: float,
+    crops_per_frame: float,
+    core: Core,
+    invokes_per_frame: float = 1.0,
+) -> Estimate:
     """Per-digit and per-frame estimates for ``core``.
 
     ``host_other_ms`` is this host's measured median time per frame for everything except the
-    model (decode + segmentation + normalisation); ``digits_per_frame`` the mean digit count.
-    A frame's digits go to the model in one batch, so the invoke overhead is paid once.
+    model (decode + segmentation + normalisation); ``crops_per_frame`` the mean number of
+    crops the model classifies per frame (digits, and alternatives of unsure blobs);
+    ``invokes_per_frame`` how many batches they come in (the digits in one, the alternatives
+    in a second where any blob was unsure): the invoke overhead is paid once per batch.
     """
     best_d, worst_d = digit_us(macs, core)
-    infer_best = (best_d - INVOKE_OVERHEAD_US[0]) * digits_per_frame + INVOKE_OVERHEAD_US[0]
-    infer_worst = (worst_d - INVOKE_OVERHEAD_US[1]) * digits_per_frame + INVOKE_OVERHEAD_US[1]
+    infer_best = (best_d - INVOKE_OVERHEAD_US[0]) * crops_per_frame + (
+        INVOKE_OVERHEAD_US[0] * invokes_per_frame
+    )
+    infer_worst = (worst_d - INVOKE_OVERHEAD_US[1]) * crops_per_frame + (
+        INVOKE_OVERHEAD_US[1] * invokes_per_frame
+    )
     frame_best = host_other_ms * core.slowdown[0] + infer_best / 1000.0
     frame_worst = host_other_ms * core.slowdown[1] + infer_worst / 1000.0
     return Estimate(core, (best_d, worst_d), (frame_best, frame_worst))

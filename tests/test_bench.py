@@ -174,9 +174,13 @@ def test_pi_estimate_is_slower_on_slower_cores_and_grows_with_macs() -> None:
     assert pi_estimate.digit_us(macs, a76)[0] < pi_estimate.digit_us(macs, a72)[0]
     assert pi_estimate.digit_us(macs, a72)[0] < pi_estimate.digit_us(macs, a53)[0]
     assert pi_estimate.digit_us(2 * macs, a72)[0] > pi_estimate.digit_us(macs, a72)[0]
-    est = pi_estimate.estimate(macs, host_other_ms=2.0, digits_per_frame=5, core=a72)
+    est = pi_estimate.estimate(macs, host_other_ms=2.0, crops_per_frame=5, core=a72)
     assert est.frame_ms[0] < est.frame_ms[1]
     assert est.frame_ms[0] > 2.0 * a72.slowdown[0]
+    # A second batch costs one more invoke overhead, nothing else.
+    two = pi_estimate.estimate(macs, 2.0, 5, a72, invokes_per_frame=2)
+    gap = two.frame_ms[0] - est.frame_ms[0]
+    assert gap * 1000 == pytest.approx(pi_estimate.INVOKE_OVERHEAD_US[0])
 
 
 def test_error_kind_separates_segmentation_grouping_and_misreads() -> None:
