@@ -477,7 +477,9 @@ class Segmenter:
 
     def _level(self, contrast: U8) -> float:
         """The ink level: Otsu's threshold of the contrast image, never below min_contrast."""
-        otsu, _ = cv2.threshold(contrast, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        # Every other row and column: a quarter of the pixels, the same histogram's shape.
+        sample = np.ascontiguousarray(contrast[::2, ::2])
+        otsu, _ = cv2.threshold(sample, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
         return max(float(self.config.min_contrast), otsu)
 
     def _ink_and_lines(self, buf: _Buffers, level: float) -> tuple[int, I32, I32, list[Box], bool]:
