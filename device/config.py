@@ -123,6 +123,7 @@ class SourceConfig(_Section):
     )
     loop: bool = _f(False, "recorded: start again at the end instead of ending the daemon")
     repeat: int = _f(1, "recorded: deliver each frame this many times in a row", min=1, max=1000)
+    grey: bool = _f(False, "recorded: decode frames as grey (faster; the reader needs no colour)")
     read_timeout_s: float = _f(
         2.0, "a read that takes longer counts as a camera fault", min=0.1, max=60
     )

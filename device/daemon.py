@@ -482,7 +482,13 @@ def source_factory(config: Config) -> Callable[[], FrameSourceLike]:
     src = config.source
     kw: dict[str, Any]
     if src.kind == "recorded":
-        kw = {"path": src.path, "loop": src.loop, "fps": src.fps or None, "repeat": src.repeat}
+        kw = {
+            "path": src.path,
+            "loop": src.loop,
+            "fps": src.fps or None,
+            "repeat": src.repeat,
+            "grey": src.grey,
+        }
     elif src.kind == "opencv":
         kw = {
             "uri": src.uri,

@@ -369,7 +369,8 @@ class RecordedSource(_SourceBase):
     ``device.record`` silently). ``loop`` restarts at the end instead of raising SourceEnded;
     ``fps`` paces ``read()`` like a real camera (None or 0: as fast as
     the caller reads); ``repeat`` delivers each frame that many times
-    in a row, as a camera would while a sheet is held still in front of it.
+    in a row, as a camera would while a sheet is held still in front of it; ``grey`` delivers
+    images decoded as grey (the reader needs nothing else; JPEG luma only is faster to decode).
     """
 
     def __init__(
@@ -378,6 +379,7 @@ class RecordedSource(_SourceBase):
         loop: bool = False,
         fps: float | None = None,
         repeat: int = 1,
+        grey: bool = False,
     ) -> None:
         if fps is not None and fps < 0:
             raise ConfigError(f"fps must be 0 (unpaced) or more, got {fps}")
@@ -388,6 +390,7 @@ class RecordedSource(_SourceBase):
         self._loop = loop
         self._interval = 1.0 / fps if fps else 0.0
         self._repeat = repeat
+        self._grey = grey
         self._next_due = 0.0
         self._current: Frame | None = None
         self._left = 0  # deliveries left of the current frame
@@ -429,7 +432,8 @@ class RecordedSource(_SourceBase):
         self._left -= 1
         self._pace()
         assert self._current is not None
-        return self._current.copy()
+        # A frame delivered again must not carry what a consumer drew on the last delivery.
+        return self._current.copy() if self._repeat > 1 else self._current
 
     def _pace(self) -> None:
         if not self._interval:
@@ -452,7 +456,7 @@ class RecordedSource(_SourceBase):
             path = self._files[self._index]
             self._index += 1
             try:
-                return load_image(path)
+                return load_image(path, grey=self._grey)
             except ImageError as e:
                 failures += 1
                 logger.warning("skipping unreadable recorded frame: %s", e)
@@ -462,16 +466,21 @@ class RecordedSource(_SourceBase):
     def _next_video_frame(self) -> Frame:
         assert self._video is not None
         try:
-            return self._video.read()
+            return self._as_wanted(self._video.read())
         except SourceEnded:
             if not self._loop:
                 raise
         self._video.close()
         self._video = OpenCVSource(str(self._path))
         try:
-            return self._video.read()
+            return self._as_wanted(self._video.read())
         except SourceEnded as e:
             raise SourceError(f"{self.name}: the video has no frames") from e
+
+    def _as_wanted(self, frame: Frame) -> Frame:
+        if self._grey and frame.ndim == 3:
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        return frame
 
     def _release(self) -> None:
         if self._video is not None:

@@ -187,6 +187,7 @@ kind = "recorded"
 path = "{frames_dir}"
 repeat = 1
 fps = 0
+grey = true
 
 [reader]
 model = "{model}"

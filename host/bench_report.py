@@ -725,8 +725,8 @@ def _section_footprint(results: dict[str, Any]) -> str:
             f"Shared by both: {', '.join(sorted(shared)) or 'none'}.",
             "### The daemon over recorded frames (issue 4)",
             "`python -m device.daemon --config <tmp>.toml --max-frames N` over the fresh "
-            "640x480 frames (recorded source, fps 0 = as fast as it goes, no LEDs, no "
-            "outputs); figures from its own shutdown log line.",
+            "640x480 frames (recorded source decoded grey, as `device.read` decodes; fps 0 = as "
+            "fast as it goes, no LEDs, no outputs); figures from its own shutdown log line.",
             daemon,
             f"![footprint]({CHARTS['footprint']})",
         ]

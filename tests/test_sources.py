@@ -97,6 +97,17 @@ def test_recorded_repeat_delivers_each_frame_several_times(tmp_path: Path) -> No
     assert int(frames[1][5, 5, 0]) == 10
 
 
+def test_recorded_grey_delivers_one_channel_images_and_video(tmp_path: Path) -> None:
+    _write_png(tmp_path / "a.png", 10)
+    (frame,) = _drain(RecordedSource(tmp_path, grey=True))
+    assert frame.shape == (48, 64) and int(frame[5, 5]) == 10
+    video = tmp_path / "clip.avi"
+    _write_video(video, [20, 100])
+    frames = _drain(RecordedSource(video, grey=True))
+    assert [f.shape for f in frames] == [(48, 64)] * 2
+    assert [int(f[20, 20]) for f in frames] == pytest.approx([20, 100], abs=3)
+
+
 def test_recorded_fps_paces_reads(tmp_path: Path) -> None:
     _write_png(tmp_path / "a.png", 10)
     source = RecordedSource(tmp_path, loop=True, fps=50)
