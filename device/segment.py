@@ -802,6 +802,8 @@ class Segmenter:
         for p in pieces:
             best, best_overlap = None, 0.0
             for m in merged:
+                if m.x >= p.x1 or p.x >= m.x1:
+                    continue  # no overlap in x: never merged (most pairs; cheap to rule out)
                 overlap = min(p.x1, m.x1) - max(p.x, m.x)
                 frac = overlap / max(1, min(p.w, m.w))
                 gap = max(p.y, m.y) - min(p.y1, m.y1)
