@@ -67,7 +67,11 @@ class SegmentLike(Protocol):
 
 
 class SegmenterLike(Protocol):
-    """Finds digits in a frame, ordered by group (top to bottom, left to right), then by x."""
+    """Finds digits in a frame, ordered by group (top to bottom, left to right), then by x.
+
+    It may also have ``last_doubts``: why the last frame's numbers may be incomplete (each
+    makes the reading unsure).
+    """
 
     def segment(self, frame: npt.NDArray[np.uint8]) -> Sequence[SegmentLike]: ...
 
@@ -211,6 +215,8 @@ class Reader(Closeable):
                 others.setdefault(i, []).append(extra[at : at + len(alternative)])
                 at += len(alternative)
         chosen, doubts = self._choose(segments, results, others)
+        # What the segmenter saw but could not read (faint ink beside a number).
+        doubts += list(getattr(self.segmenter, "last_doubts", ()))
         digits = tuple(chosen)
         text = text_of(digits)
         reason = self._verdict(text, digits, doubts)

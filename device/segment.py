@@ -23,6 +23,8 @@ The pipeline, for one grey frame:
 6. Chain digits into numbers left to right (close enough, vertically overlapping, no border in
    between), then order the numbers by rows top to bottom and left to right. A member under
    half the height of its number's tallest digit is a fragment, not a digit, and is dropped.
+   Digit-sized ink beside a number that was traced but never reached the ink level (faint
+   pencil) makes the number doubtful: ``last_doubts`` says so, and the reader's verdict with it.
 
 Each digit comes back as an MNIST-like ink crop (bright strokes on 0, neighbours masked out),
 ready for ``device.normalize.normalize_digit``. A ``Segmenter`` reuses its frame-sized buffers,
@@ -124,6 +126,12 @@ _RESIDUE_EDGE = 0.56
 # borders (900 rendered frames: 42 looked at twice, digits missed 164 -> 131, exact 82.0% ->
 # 82.6%; at 0.6: 82.2%, at 0.9 or 1: 82.4%).
 _RELEVEL_FRAC = 0.8
+# Digit-sized ink beside a number that never reached the ink level (faint pencil, part of a
+# number under a shadow): the number may be missing digits, and the reading is not trusted.
+# Faint ink counts when its height is within these fractions of the number's median digit
+# height and its w/h within _FAINT_ASPECT.
+_FAINT_HEIGHT = (0.6, 1.5)
+_FAINT_ASPECT = (0.15, 1.6)
 # A number's member shorter than this fraction of its tallest digit is not a digit.
 _SHORT_FRAC = 0.5
 # A blob split for its width is offered whole to the reader only up to this w/h: MNIST's
@@ -352,6 +360,9 @@ class Segmenter:
         self.config = config if config is not None else SegmenterConfig()
         self._buf: _Buffers | None = None
         self.last_polarity = ""  # what the last frame was read as, for logs and the web view
+        # Why the last frame's numbers may be incomplete (for the reader's verdict).
+        self.last_doubts: list[str] = []
+        self._faint: list[Box] = []  # digit-sized ink that never reached the ink level
         self._scale = 1.0  # the frame's (roi's) rows / _REFERENCE_ROWS, at least 1
 
     # ---------------------------------------------------------------- frame preparation
@@ -443,6 +454,7 @@ class Segmenter:
         self._scale = max(1.0, gray.shape[0] / _REFERENCE_ROWS)
         contrast, polarity = self._contrast(gray)
         self.last_polarity = polarity
+        self._faint = []
         level = self._level(contrast)
         n, labels, stats, separators, erased = self._ink_and_lines(buf, level)
         if erased:
@@ -460,6 +472,11 @@ class Segmenter:
         if separators:
             blobs = [b for b in blobs if not self._line_stub(b, separators)]
         groups = [g for g in (_drop_short(m) for m in self._group(blobs, separators)) if g]
+        self.last_doubts = [
+            f"faint digit-sized ink beside number {k + 1}: digits may be missing"
+            for k, members in enumerate(groups)
+            if any(self._beside(members, f, separators) for f in self._faint)
+        ]
         out: list[Segment] = []
         for g, members in enumerate(groups):
             for chosen, others in self._split_wide(members):
@@ -761,6 +778,7 @@ class Segmenter:
             interpolation=cv2.INTER_AREA,
         )
         reaches = np.bincount(labels[y0:y1, x0:x1][strong_half > 0], minlength=n) > 0
+        self._faint += _digit_sized(stats[ids[~reaches[ids]]], cfg.min_digit_height)
         ids = ids[reaches[ids]]
         out: list[_Blob] = []
         for i, (x, y, w, h) in zip(ids.tolist(), stats[ids, :4].tolist(), strict=True):
@@ -838,6 +856,35 @@ class Segmenter:
                 continue
             out.append(b)
         return out
+
+    def _beside(self, number: list[_Blob], faint: Box, separators: list[Box]) -> bool:
+        """Whether ``faint`` could be a digit of ``number`` that the threshold missed: as tall
+        as its digits, on its row, within the gap that chains digits, no border between."""
+        cfg = self.config
+        fx, fy, fw, fh = faint
+        heights = sorted(b.h for b in number)
+        h = heights[len(heights) // 2]
+        if not _FAINT_HEIGHT[0] * h <= fh <= _FAINT_HEIGHT[1] * h:
+            return False
+        x0, y0, w, h_all = _union(number)
+        x1, y1 = x0 + w, y0 + h_all
+        overlap = min(y1, fy + fh) - max(y0, fy)
+        if overlap < cfg.row_overlap * min(fh, h):
+            return False
+        gap = max(x0 - (fx + fw), fx - x1)
+        if gap > cfg.group_gap * h:
+            return False
+        if fx + fw <= x0 or fx >= x1:  # outside the number: no border in between
+            left, right = (fx + fw, x0) if fx < x0 else (x1, fx)
+            for sx, sy, sw, sh in separators:
+                centre = sx + sw / 2
+                if (
+                    left - sw <= centre <= right + sw
+                    and sy < max(y1, fy + fh)
+                    and sy + sh > min(y0, fy)
+                ):
+                    return False
+        return True
 
     def _line_stub(self, b: _Blob, separators: list[Box]) -> bool:
         """A thin blob in line with a vertical border, just past its end: a piece of it."""
@@ -1051,6 +1098,17 @@ def _shadow_residue(b: _Blob, contrast: U8, level: float) -> bool:
     steep = float(cv2.magnitude(gx, gy)[edge].mean()) / 8
     stroke = 2.0 * b.area / int(np.count_nonzero(edge))
     return steep * stroke / max(1.0, top) < _RESIDUE_EDGE
+
+
+def _digit_sized(stats: I32, min_height: int) -> list[Box]:
+    """Full-resolution boxes of the half-resolution components (statistics rows) that are
+    shaped like a digit: tall enough, not a line fragment, not a wide smear."""
+    out: list[Box] = []
+    for x, y, w, h, _ in stats.tolist():
+        fw, fh = w * _POOL, h * _POOL
+        if fh >= min_height and _FAINT_ASPECT[0] <= fw / fh <= _FAINT_ASPECT[1]:
+            out.append((x * _POOL, y * _POOL, fw, fh))
+    return out
 
 
 def _drop_short(number: list[_Blob]) -> list[_Blob]:

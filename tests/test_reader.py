@@ -40,6 +40,7 @@ class FakeSegmenter:
     def __init__(self, segments: list[FakeSegment]) -> None:
         self.segments = segments
         self.frames: list[np.ndarray] = []
+        self.last_doubts: list[str] = []
 
     def segment(self, frame: np.ndarray) -> list[FakeSegment]:
         self.frames.append(frame)
@@ -217,6 +218,15 @@ def test_an_alternative_may_hold_more_digits_than_the_segmenters_split() -> None
     reading = reader.read(FRAME)
     assert reading.text == "117" and reading.confident
     assert [len(b) for b in classifier.batches] == [2, 4]
+
+
+def test_a_segmenter_doubt_makes_the_reading_unsure() -> None:
+    segmenter = FakeSegmenter([FakeSegment((10, 10, 20, 30), _blob())])
+    segmenter.last_doubts = ["faint digit-sized ink beside number 1: digits may be missing"]
+    reader = Reader(FakeClassifier([4], [0.99]), segmenter, ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "4" and not reading.confident
+    assert "digits may be missing" in reading.reason
 
 
 def test_a_blob_the_model_rejects_is_read_the_other_ways() -> None:

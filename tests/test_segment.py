@@ -238,6 +238,25 @@ def test_segment_finds_faint_pencil_inside_thick_table_borders() -> None:
     assert counts(Segmenter().segment(img)) == [3, 2]
 
 
+def test_faint_digit_sized_ink_beside_a_number_is_a_doubt() -> None:
+    # A "3" too faint to reach the ink level (but traced below it) right after "47": the
+    # number may be missing a digit, and the segmenter says so; far away, it does not.
+    for x, doubted in ((160, True), (280, False)):
+        img = page()
+        write(img, "47", 100, 140, 30)
+        write(img, "3", x, 140, 30, ink=PAPER - 55)
+        segmenter = Segmenter()
+        assert len(segmenter.segment(img)) == 2
+        assert bool(segmenter.last_doubts) is doubted
+        if doubted:
+            assert "beside number 1" in segmenter.last_doubts[0]
+    img = page()
+    write(img, "47", 100, 140, 30)
+    segmenter = Segmenter()
+    segmenter.segment(img)
+    assert segmenter.last_doubts == []
+
+
 def test_reading_order_puts_rows_first_then_x() -> None:
     boxes = [(200, 10, 30, 30), (10, 100, 30, 30), (10, 12, 30, 30)]
     assert reading_order(boxes) == [2, 0, 1]
