@@ -1103,12 +1103,10 @@ def _shadow_residue(b: _Blob, contrast: U8, level: float) -> bool:
 def _digit_sized(stats: I32, min_height: int) -> list[Box]:
     """Full-resolution boxes of the half-resolution components (statistics rows) that are
     shaped like a digit: tall enough, not a line fragment, not a wide smear."""
-    out: list[Box] = []
-    for x, y, w, h, _ in stats.tolist():
-        fw, fh = w * _POOL, h * _POOL
-        if fh >= min_height and _FAINT_ASPECT[0] <= fw / fh <= _FAINT_ASPECT[1]:
-            out.append((x * _POOL, y * _POOL, fw, fh))
-    return out
+    boxes = stats[:, :4] * _POOL
+    w, h = boxes[:, 2], boxes[:, 3]
+    ok = (h >= min_height) & (w >= _FAINT_ASPECT[0] * h) & (w <= _FAINT_ASPECT[1] * h)
+    return [(x, y, bw, bh) for x, y, bw, bh in boxes[ok].tolist()]
 
 
 def _drop_short(number: list[_Blob]) -> list[_Blob]:
