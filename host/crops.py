@@ -159,10 +159,15 @@ def camera_crops(frames: int, seed: int, indices: np.ndarray, cache_dir: Path = 
     """``render_crops`` with an on-disk cache keyed by frames, seed, digits and code."""
     import hashlib
 
-    import device.segment as segment_module
+    import device.lines
+    import device.normalize
+    import device.pooled
+    import device.segment
 
+    # Every module that shapes a crop: a change to any of them makes new crops.
+    code = [device.segment, device.lines, device.pooled, device.normalize]
     source = (
-        Path(segment_module.__file__).read_bytes()
+        b"".join(Path(str(m.__file__)).read_bytes() for m in code)
         + Path(__file__).read_bytes()
         + np.asarray(indices, np.int64).tobytes()
     )

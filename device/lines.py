@@ -1,0 +1,292 @@
+"""Ruled lines and table borders: find them among the half-resolution components, erase them
+at full resolution.
+
+Lines are straight runs much longer than thick (a directional opening finds them); a digit's
+stroke that crosses or sits on a line keeps its pixels there, so a digit written on a rule
+keeps its full height. Vertical lines are returned: they separate table cells, and the
+segmenter does not chain digits across them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from device.pooled import POOL, up2
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+U8 = npt.NDArray[np.uint8]
+I32 = npt.NDArray[np.int32]
+
+# Components at least this long (fraction of the frame side) may be ruled lines or borders.
+CANDIDATE_FRAC = 0.2
+# A straight run is a line only if it is this many times longer than thick; the steep
+# stroke of a 7 in a small roi is long for the frame but only ~10x its thickness.
+_LINE_MIN_ELONGATION = 15
+# A horizontal line is also longer than this many times the tallest digit allowed.
+_LINE_VS_HEIGHT = 0.8
+# One pixel across a horizontal / vertical line.
+_ACROSS_H = np.ones((3, 1), np.uint8)
+_ACROSS_V = np.ones((1, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class LineRules:
+    """What counts as a line in this frame (from the segmenter's config)."""
+
+    kernel_frac: float  # of frame width/height: opening length that finds runs
+    min_length_frac: float  # of frame width/height: shorter runs are not lines
+    max_thickness: int  # px at this frame's resolution: thicker runs are strokes
+    max_digit_height_frac: float  # of the frame height: the tallest digit allowed
+
+
+class Images(NamedTuple):
+    """The full-resolution images a line is erased from (all the same shape, uint8)."""
+
+    binary: U8  # ink traced at the hysteresis level
+    contrast: U8  # ink contrast
+    strong: U8  # ink above the ink level
+
+
+def candidates(stats: I32, shape: tuple[int, int]) -> npt.NDArray[np.intp]:
+    """Labels (1-based) of the components long enough to be lines, from their statistics."""
+    hh, hw = shape
+    return (
+        np.flatnonzero(
+            (stats[1:, cv2.CC_STAT_WIDTH] >= CANDIDATE_FRAC * hw)
+            | (stats[1:, cv2.CC_STAT_HEIGHT] >= CANDIDATE_FRAC * hh)
+        )
+        + 1
+    )
+
+
+def remove_lines(
+    images: Images,
+    labels: I32,
+    stats: I32,
+    candidates: npt.NDArray[np.intp],
+    rules: LineRules,
+) -> tuple[list[Box], bool]:
+    """Erase ruled lines / borders among the candidate components.
+
+    Returns the vertical lines (they separate table cells) and whether any pixel was
+    erased.
+
+    Lines are found on the half-resolution labels and erased from the full-resolution
+    binary image, except where a digit's stroke runs on across the line: a digit written
+    on a rule keeps its full height instead of losing the rows the rule covered.
+    """
+    hh, hw = labels.shape
+    st = stats[candidates]
+    x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
+    x1 = int((st[:, 0] + st[:, 2]).max())
+    y1 = int((st[:, 1] + st[:, 3]).max())
+    region = labels[y0:y1, x0:x1]
+    mask = _select(region, st[:, :4] - np.array([x0, y0, 0, 0], np.int32), candidates)
+    vertical: list[Box] = []
+    # Per direction: (horizontal, grown half-resolution line map, line boxes, thickness).
+    found_dir: list[tuple[bool, U8, I32, float]] = []
+    for horizontal in (True, False):
+        side = hw if horizontal else hh
+        length = max(3, round(rules.kernel_frac * side))
+        min_len = rules.min_length_frac * side
+        if horizontal:
+            # A digit's widest stroke is shorter than the tallest digit: in a small roi the
+            # fraction of its width alone would take a 7's bar for a rule.
+            min_len = max(min_len, _LINE_VS_HEIGHT * rules.max_digit_height_frac * hh)
+        size = (length, 1) if horizontal else (1, length)
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, size)
+        runs = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+        # Label only the runs' bounding box: labelling with statistics costs per pixel
+        # scanned, and in the direction without lines only a few long strokes survive.
+        rx, ry, rw, rh = cv2.boundingRect(runs)
+        if rw == 0 or rh == 0:
+            continue
+        crop = runs[ry : ry + rh, rx : rx + rw]
+        # A run's extent along the line is a stretch of inked columns (rows) in the
+        # crop's projection: without one as long as a line, no run is a line.
+        profile = cv2.reduce(crop, 0 if horizontal else 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+        if _longest_run(profile) < min_len:
+            continue
+        n, rl, rst, keep = _label_sparse(crop, horizontal)
+        if n <= 1:
+            continue
+        extent = (rst[1:, 2] if horizontal else rst[1:, 3]).astype(np.float64)
+        thickness = rst[1:, 4] / extent
+        is_line = (
+            (extent >= min_len)
+            & (thickness * POOL <= rules.max_thickness)
+            & (extent >= _LINE_MIN_ELONGATION * thickness)
+        )
+        if not is_line.any():
+            continue
+        others = np.flatnonzero(~is_line) + 1
+        if others.size <= is_line.size // 2:
+            # Mostly lines: erase the few other runs (a digit's long stroke) in their boxes.
+            found = runs
+            for i in others.tolist():
+                bx, by, bw, bh = (int(v) for v in rst[i, :4])
+                window = rl[by : by + bh, bx : bx + bw] == i
+                # A run's rows (columns) are consecutive in the crop too: none was empty.
+                if horizontal:
+                    by = int(keep[by])
+                else:
+                    bx = int(keep[bx])
+                crop[by : by + bh, bx : bx + bw][window] = 0
+        else:
+            lines = np.flatnonzero(is_line) + 1
+            found = np.zeros_like(runs)
+            chosen = _select(rl, rst[lines, :4], lines)
+            if horizontal:
+                found[ry + keep, rx : rx + rw] = chosen
+            else:
+                found[ry : ry + rh, rx + keep] = chosen
+        boxes = rst[np.flatnonzero(is_line) + 1, :4].astype(np.int32)
+        # Back from the labelled rows (columns) to the crop's.
+        boxes[:, 1 if horizontal else 0] = keep[boxes[:, 1 if horizontal else 0]]
+        boxes[:, 0] += rx
+        boxes[:, 1] += ry
+        if not horizontal:
+            for sx, sy, sw, sh in (boxes * POOL).tolist():
+                vertical.append((sx + x0 * POOL, sy + y0 * POOL, sw, sh))
+        # Grow along the line by half a kernel: the opening trims line ends and leaves
+        # stubs at junctions that look like 1s.
+        grow = (length, 1) if horizontal else (1, length)
+        found = cv2.dilate(found, np.ones(grow[::-1], np.uint8))
+        # The line boxes grow the same way, so each box holds all of its grown line.
+        half_len = length // 2 + 1
+        boxes[:, 0 if horizontal else 1] -= half_len
+        boxes[:, 2 if horizontal else 3] += 2 * half_len
+        found_dir.append((horizontal, found, boxes, float(thickness[is_line].max()) * POOL))
+    erased = False
+    for horizontal, _, boxes, thick in found_dir:
+        for box in boxes.tolist():
+            erased |= _erase_line_strip(images, mask, found_dir, horizontal, box, thick, x0, y0)
+    return vertical, erased
+
+
+def _erase_line_strip(
+    images: Images,
+    mask: U8,
+    found_dir: list[tuple[bool, U8, I32, float]],
+    horizontal: bool,
+    box: list[int],
+    thick: float,
+    x0: int,
+    y0: int,
+) -> bool:
+    """Erase one line at full resolution, in a strip around its half-resolution box.
+
+    Returns whether any pixel was erased.
+
+    Only the strip is upsampled and compared with the contrast image: a ruled page has
+    ten or more lines, but they cover a small part of the frame.
+    """
+    hh, hw = mask.shape
+    # Line pixels within ``reach`` (full px, across the line) of other strong ink are where
+    # a stroke crosses or touches the line: they stay.
+    reach = 2 * round(thick) + 3
+    # Margin (half px) across the line: the dilation by ``reach`` must see the ink on both
+    # sides of every pixel it decides, plus the line's one-pixel anti-aliased edge.
+    margin = reach // (2 * POOL) + 2
+    bx, by, bw, bh = box
+    if horizontal:
+        sx0, sx1 = max(0, bx), min(hw, bx + bw)
+        sy0, sy1 = max(0, by - margin), min(hh, by + bh + margin)
+    else:
+        sx0, sx1 = max(0, bx - margin), min(hw, bx + bw + margin)
+        sy0, sy1 = max(0, by), min(hh, by + bh)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return False
+    fy0, fx0 = (y0 + sy0) * POOL, (x0 + sx0) * POOL
+    size = ((sx1 - sx0) * POOL, (sy1 - sy0) * POOL)
+    region = images.binary[fy0 : fy0 + size[1], fx0 : fx0 + size[0]]
+    contrast = images.contrast[fy0 : fy0 + size[1], fx0 : fx0 + size[0]]
+    strong = images.strong[fy0 : fy0 + size[1], fx0 : fx0 + size[0]]
+    # 0/1 images throughout: 1 & 255 == 1 keeps them 0/1 when masked by the 0/255 ones.
+    cand = up2(mask[sy0:sy1, sx0:sx1])
+    cv2.bitwise_and(cand, region, dst=cand)
+    all_lines: U8 | None = None
+    own = cand
+    for hz, found, _, _ in found_dir:
+        half = found[sy0:sy1, sx0:sx1]
+        if hz != horizontal and not cv2.countNonZero(half):
+            continue  # no line of the other direction crosses this strip
+        # One pixel more across the line: its anti-aliased edge.
+        line = cv2.dilate(up2(half), _ACROSS_H if hz else _ACROSS_V)
+        cv2.bitwise_and(line, cand, dst=line)
+        all_lines = line if all_lines is None else cv2.bitwise_or(all_lines, line)
+        if hz == horizontal:
+            own = line
+    # Only strong ink vouches for a crossing: faint paper texture between two rules
+    # would otherwise keep whole stretches of them. (The lines lie inside ``cand``.)
+    rest = cv2.bitwise_xor(cand, all_lines) if all_lines is not None else cand
+    cv2.bitwise_and(rest, strong, dst=rest)
+    if cv2.countNonZero(rest):
+        kernel = np.ones((reach, 1) if horizontal else (1, reach), np.uint8)
+        crossing = cv2.dilate(rest, kernel)
+    else:
+        crossing = rest  # all zero: nothing crosses the line
+    # Decide only where the dilation saw both sides (the strip's edge rows or columns
+    # belong to a neighbouring strip, if to any line).
+    edge = reach // 2 + 1
+    top_open = sy0 == 0 if horizontal else sx0 == 0
+    far_open = (sy1 == hh) if horizontal else (sx1 == hw)
+    lo = 0 if top_open else edge
+    hi = None if far_open else -edge
+    core = (slice(lo, hi), slice(None)) if horizontal else (slice(None), slice(lo, hi))
+    # Saturating: 1 where the line is not crossed, else 0.
+    erase = cv2.subtract(own[core], crossing[core])
+    if not cv2.countNonZero(erase):
+        return False
+    keep = cv2.compare(erase, 0, cv2.CMP_EQ)  # 255 where the pixel stays
+    for image in (region, contrast, strong):
+        cv2.bitwise_and(image[core], keep, dst=image[core])
+    return True
+
+
+def _select(labels: I32, boxes: npt.NDArray[Any], ids: npt.NDArray[np.intp]) -> U8:
+    """1 where ``labels`` is one of ``ids`` (each inside its box), else 0.
+
+    Comparing inside each component's box touches a few lines' worth of pixels; a lookup
+    table indexed by the whole label image costs a full gather per call.
+    """
+    out = np.zeros(labels.shape, np.uint8)
+    for i, (bx, by, bw, bh) in zip(ids.tolist(), boxes.tolist(), strict=True):
+        window = out[by : by + bh, bx : bx + bw]
+        window |= (labels[by : by + bh, bx : bx + bw] == i).view(np.uint8)
+    return out
+
+
+def _longest_run(profile: I32) -> int:
+    """Length of the longest stretch of nonzero values in a one-row or one-column image."""
+    inked = np.zeros(profile.size + 2, np.int8)
+    inked[1:-1] = profile.ravel() != 0
+    edges = np.diff(inked)
+    return int((np.flatnonzero(edges < 0) - np.flatnonzero(edges > 0)).max(initial=0))
+
+
+def _label_sparse(runs: U8, horizontal: bool) -> tuple[int, I32, I32, npt.NDArray[np.intp]]:
+    """Label the runs of one direction with statistics, skipping their empty rows (columns).
+
+    Statistics cost per pixel scanned, and line runs leave most rows (for vertical lines:
+    columns) empty. Each gap shrinks to one empty row, which still keeps components apart,
+    so areas, widths and heights are the same. Returns (count, labels, statistics, kept):
+    labels and y (x) coordinates refer to the kept rows (columns), ``kept`` maps them back.
+    """
+    axis = 1 if horizontal else 0
+    # (A sum, not a max: OpenCV's max reduction is several times slower.)
+    inked = cv2.reduce(runs, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() > 0
+    # A row is kept if inked, or the first empty row after inked ones.
+    wanted = inked.copy()
+    wanted[1:] |= inked[:-1]
+    kept = np.flatnonzero(wanted)
+    part = runs[kept] if horizontal else np.ascontiguousarray(runs[:, kept])
+    n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        part, 8, cv2.CV_32S, cv2.CCL_GRANA
+    )
+    return int(n), labels, stats, kept
