@@ -29,6 +29,10 @@ class OutputPathError(HostError, OSError):
     """An output directory cannot be written."""
 
 
+class ScoreError(HostError, ValueError):
+    """A folder of rendered frames cannot be scored (no truth.json, or an image missing)."""
+
+
 def run_command(action: Callable[[], object]) -> int:
     """Run a host command's body and return its exit status: the body's own when it returns an
     int, else 0; a HostError becomes one line on stderr and status 2."""
