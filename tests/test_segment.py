@@ -209,6 +209,18 @@ def test_a_bold_marker_1_in_a_1080p_frame_stays_whole() -> None:
     assert all(s.box[3] > 560 for s in segs)
 
 
+def test_the_faintest_ink_that_counts_rises_with_the_frame_height() -> None:
+    # The same faint "52" (contrast ~50, floor 40 at 480 rows) is read in a 640x480 frame; a
+    # 1920x1080 frame's floor is 40 * sqrt(1080 / 480) = 60: its wider background filter lets
+    # paper texture reach ~50, so ink that faint is not trusted there.
+    found = []
+    for w, h in ((640, 480), (1920, 1080)):
+        img = page(w, h)
+        write(img, "52", w // 3, h // 2, 60, ink=PAPER - 45)
+        found.append(len(Segmenter().segment(img)))
+    assert found == [2, 0]
+
+
 def test_an_alternatives_ink_is_made_late_but_from_its_own_frame() -> None:
     # The two touching 0s come split, with the whole blob as the alternative; its ink is
     # only made when asked for, which may be after the segmenter has moved on.
