@@ -284,7 +284,7 @@ class Reader(Closeable):
             if best is not own and best_score - own_score < AMBIGUITY_MARGIN:
                 doubts.append(f"touching digits read '{_labels(best)}' could be '{_labels(own)}'")
             chosen.extend(best)
-            i += span if _alternatives(segments[i]) else 1
+            i += span
         rejected = [r for r in chosen if r.label == NOT_A_DIGIT]
         if rejected:
             kept = [r for r in chosen if r.label != NOT_A_DIGIT]

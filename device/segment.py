@@ -38,7 +38,7 @@ import functools
 import itertools
 import logging
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -689,15 +689,10 @@ class Segmenter:
         if gap > cfg.group_gap * h:
             return False
         if fx + fw <= x0 or fx >= x1:  # outside the number: no border in between
-            left, right = (fx + fw, x0) if fx < x0 else (x1, fx)
-            for sx, sy, sw, sh in separators:
-                centre = sx + sw / 2
-                if (
-                    left - sw <= centre <= right + sw
-                    and sy < max(y1, fy + fh)
-                    and sy + sh > min(y0, fy)
-                ):
-                    return False
+            ink, digits = _Extent(fx, fy, fx + fw, fy + fh), _Extent(x0, y0, x1, y1)
+            left, right = (ink, digits) if fx < x0 else (digits, ink)
+            if any(_between(left, right, s) for s in separators):
+                return False
         return True
 
     def _line_stub(self, b: _Blob, separators: list[Box]) -> bool:
@@ -1043,7 +1038,16 @@ def _pieces_at(b: _Blob, cuts: list[int], min_height: int) -> list[_Blob]:
     return out
 
 
-def _between(a: _Blob, b: _Blob, sep: Box) -> bool:
+class _Extent(NamedTuple):
+    """A box by its edges: what ``_between`` needs of a blob."""
+
+    x: int
+    y: int
+    x1: int
+    y1: int
+
+
+def _between(a: _Blob | _Extent, b: _Blob | _Extent, sep: Box) -> bool:
     """True when a vertical separator lies between a (left) and b and spans their rows."""
     sx, sy, sw, sh = sep
     centre = sx + sw / 2

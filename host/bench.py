@@ -490,8 +490,8 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
     from host.reading_score import (
         DIGIT_OUTCOMES,
         ERROR_KINDS,
-        digit_outcomes,
         error_kind,
+        frame_outcomes,
         score,
         threshold_curve,
     )
@@ -507,13 +507,7 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
         n_conf = sum(confident)
         outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
         for f, r in zip(res["truth"], res["readings"], strict=True):
-            found = digit_outcomes(
-                [b for number in f["boxes"] for b in number],
-                [int(ch) for number in f["numbers"] for ch in number],
-                [d.box for d in r.digits],
-                [d.label for d in r.digits],
-            )
-            for k, v in found.items():
+            for k, v in frame_outcomes(f, r.digits).items():
                 outcomes[k] += v
         out["sizes"][size] = {
             "outcomes": outcomes,

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from device.contract import NOT_A_DIGIT_INDEX
+from device.contract import NOT_A_DIGIT_INDEX, NOT_A_DIGIT_LABEL
 from host.errors import OutputPathError, TrainingError, run_command
 from host.mnist import ROOT, load_mnist
 
@@ -106,7 +106,9 @@ def fig_confusion(y: np.ndarray, pred: np.ndarray, path: Path) -> None:
             if cm[i, j]:
                 ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", xticks=range(cols), yticks=range(10))
-    ax.set_xticklabels([str(j) if j < NOT_A_DIGIT_INDEX else "none" for j in range(cols)])
+    ax.set_xticklabels(
+        [str(j) if j < NOT_A_DIGIT_INDEX else NOT_A_DIGIT_LABEL for j in range(cols)]
+    )
     ax.set_title("confusion matrix, int8 LiteRT (colour: errors only)")
     _save(fig, path)
 
@@ -122,7 +124,7 @@ def fig_misclassified(x: np.ndarray, y: np.ndarray, probs: np.ndarray, path: Pat
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong, strict=False):
         ax.imshow(x[i], cmap="gray")
-        shown = pred[i] if pred[i] < NOT_A_DIGIT_INDEX else "none"
+        shown = pred[i] if pred[i] < NOT_A_DIGIT_INDEX else NOT_A_DIGIT_LABEL
         ax.set_title(f"{y[i]}→{shown} {probs[i].max():.2f}", fontsize=8, color="crimson")
     fig.suptitle("misclassified test digits: true→predicted, confidence")
     _save(fig, path)

@@ -9,8 +9,9 @@ the digits alone, so a missed or extra digit costs one, not every digit after it
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -154,3 +155,14 @@ def digit_outcomes(
         if not c and not any(box_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for t in truth_boxes):
             counts["extra"] += 1
     return counts
+
+
+def frame_outcomes(truth: Mapping[str, Any], digits: Sequence[Any]) -> dict[str, int]:
+    """``digit_outcomes`` for one rendered frame: its truth record (``host.frames``: numbers
+    and their per-digit boxes) and a reading's digits (each with ``box`` and ``label``)."""
+    return digit_outcomes(
+        [b for number in truth["boxes"] for b in number],
+        [int(ch) for number in truth["numbers"] for ch in number],
+        [d.box for d in digits],
+        [d.label for d in digits],
+    )

@@ -17,7 +17,7 @@ from typing import Any
 
 from device.contract import DEFAULT_MODEL
 from host.errors import ScoreError, run_command
-from host.reading_score import DIGIT_OUTCOMES, digit_outcomes, normalise_text, score
+from host.reading_score import DIGIT_OUTCOMES, frame_outcomes, normalise_text, score
 
 
 def _frames(folder: Path) -> list[dict[str, Any]]:
@@ -59,13 +59,7 @@ def run(folders: list[Path], model: Path, failures: Path | None) -> dict[str, An
                     ]
                 )
             if "boxes" in f:
-                found = digit_outcomes(
-                    [b for number in f["boxes"] for b in number],
-                    [int(ch) for number in f["numbers"] for ch in number],
-                    [d.box for d in reading.digits],
-                    [d.label for d in reading.digits],
-                )
-                for k, v in found.items():
+                for k, v in frame_outcomes(f, reading.digits).items():
                     outcomes[k] += v
     if failures is not None:
         failures.write_text("".join("\t".join(row) + "\n" for row in wrong), encoding="utf-8")
