@@ -204,7 +204,8 @@ class Reader(Closeable):
         doubtful = [
             i
             for i, s in enumerate(segments)
-            if _alternatives(s) and _unsure(results[i : i + _span(segments, i)])
+            # (Unsure first: a segmenter may make its alternatives only when asked.)
+            if _unsure(results[i : i + _span(segments, i)]) and _alternatives(s)
         ]
         crops = [part for i in doubtful for alt in _alternatives(segments[i]) for part in alt]
         extra = self._classify(crops, timings) if crops else []
@@ -331,9 +332,11 @@ def _alternatives(segment: SegmentLike) -> tuple[tuple[SegmentLike, ...], ...]:
 
 
 def _span(segments: Sequence[SegmentLike], i: int) -> int:
-    """How many segments, from i on, segment i's alternatives replace (1 without any)."""
-    if not _alternatives(segments[i]):
-        return 1
+    """How many segments, from i on, segment i's alternatives replace (1 without any).
+
+    A segment without alternatives that spans several is read as those segments would be
+    one by one: none of its parts has another reading to lose to.
+    """
     return max(1, min(int(getattr(segments[i], "span", 1)), len(segments) - i))
 
 

@@ -10,18 +10,21 @@ import numpy as np
 import pytest
 
 import device.segment as segment_module
-from device.segment import Segmenter
+from device.contract import DEFAULT_MODEL
+from device.reader import Reader
+from device.segment import Segment, Segmenter
 from host.frames import load_bank, main, render_set
 from host.handwriting import VARIANT_LABEL, VARIANTS, GlyphBank
+from host.reading_score import box_overlap
 
-# Measured after the half-resolution / clean-cut segmenter: 0.783 on these 60 frames
-# (seed 21), 0.820 on 300 (seed 101), 0.817 on 300 (seed 202); before it 0.733 / 0.74 / 0.79.
-# The target is 0.95 and is NOT reached yet (touching digits of ordinary width and small
-# blurred digits still fail most); this floor only catches regressions. Raise it as the
-# segmenter improves. Still 0.783 after classifier-guided splitting (26273d5): this test
-# counts the segmenter's own choice; the reader's choice among alternatives is measured in
-# tests/test_reader.py. 0.800 after the short-fragment and shadow-residue rules (3fb4a54).
-MIN_COUNT_MATCH = 0.78
+# How often the reader finds as many digits per number as the truth has (the shipped model
+# settling the segmenter's doubtful blobs). The segmenter's own count alone matched 0.783 of
+# these 60 frames (seed 21) in session 1 and 0.800 after the shadow-residue rule; since
+# session 4 the segmenter leaves narrow touching pairs whole with their clean cut offered
+# as an alternative, so its own count (0.733) no longer says what is read. The reader's
+# count matches 0.983 (59 of 60). The issue's target is exact readings; this floor only
+# catches regressions.
+MIN_COUNT_MATCH = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +85,32 @@ def test_cli_rejects_bad_size(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert "640x480" in capsys.readouterr().err
 
 
-def test_segmenter_counts_digits_per_number_on_rendered_frames(
-    tmp_path: Path, bank: GlyphBank
+@pytest.fixture(scope="module")
+def reader() -> Reader:
+    with Reader.from_model(DEFAULT_MODEL) as r:
+        yield r
+
+
+def _digits_per_number(reading) -> list[int]:  # type: ignore[no-untyped-def]
+    counts: list[int] = []
+    for d in reading.digits:
+        while d.group >= len(counts):
+            counts.append(0)
+        counts[d.group] += 1
+    # A number whose every blob was read as no digit leaves an empty group.
+    return [c for c in counts if c]
+
+
+def test_reader_counts_digits_per_number_on_rendered_frames(
+    tmp_path: Path, bank: GlyphBank, reader: Reader
 ) -> None:
     truth = render_set(tmp_path, 60, seed=21, bank=bank)
-    seg = Segmenter()
     good = 0
     for f in truth["frames"]:
         img = cv2.imread(str(tmp_path / f["file"]), cv2.IMREAD_UNCHANGED)
-        counts: list[int] = []
-        for s in seg.segment(img):
-            while s.group >= len(counts):
-                counts.append(0)
-            counts[s.group] += 1
-        good += counts == [len(n) for n in f["numbers"]]
+        good += _digits_per_number(reader.read(img)) == [len(n) for n in f["numbers"]]
     rate = good / len(truth["frames"])
-    print(f"segment count per number matches truth on {rate:.1%} of 60 frames")
+    print(f"digits per number match the truth on {rate:.1%} of 60 frames")
     assert rate >= MIN_COUNT_MATCH
 
 
@@ -109,10 +122,18 @@ def test_segmenter_drops_shadow_edge_residue(
     truth = render_set(tmp_path, 10, seed=101, bank=bank)
     f = truth["frames"][9]
     img = cv2.imread(str(tmp_path / f["file"]), cv2.IMREAD_UNCHANGED)
-    assert len(Segmenter().segment(img)) == f["digits"]
+    digits = [b for number in f["boxes"] for b in number]
+
+    def off_digits(segments: list[Segment]) -> int:
+        """Segments on no digit's ink: no truth box shares a third of the segment's box."""
+        return sum(
+            all(box_overlap(s.box, t) < s.box[2] * s.box[3] / 3 for t in digits) for s in segments
+        )
+
+    assert off_digits(Segmenter().segment(img)) == 0
     # The frame still shows the problem the rule is for (else this test proves nothing).
     monkeypatch.setattr(segment_module, "_RESIDUE_EDGE", 0.0)
-    assert len(Segmenter().segment(img)) > f["digits"]
+    assert off_digits(Segmenter().segment(img)) >= 1
 
 
 def test_truth_boxes_frame_each_digit(tmp_path: Path, bank: GlyphBank) -> None:

@@ -457,3 +457,9 @@ def test_reader_keeps_a_wide_mnist_zero_whole(
     segments = real_reader.segmenter.segment(page)
     assert len(segments) == 1 and segments[0].alternatives  # type: ignore[attr-defined]
     assert real_reader.read(page).text == "0"
+
+
+def test_reader_splits_two_narrow_touching_digits(real_reader: Reader) -> None:
+    from test_segment import narrow_pairs
+
+    assert real_reader.read(narrow_pairs()).text == "1117"
