@@ -207,7 +207,10 @@ class Reader(Closeable):
             # (Unsure first: a segmenter may make its alternatives only when asked.)
             if _unsure(results[i : i + _span(segments, i)]) and _alternatives(s)
         ]
+        start = time.perf_counter()
         crops = [part for i in doubtful for alt in _alternatives(segments[i]) for part in alt]
+        # A segmenter may cut the alternatives only now, when asked: that is segmenting too.
+        timings["segment"] += _ms_since(start)
         extra = self._classify(crops, timings) if crops else []
         # The alternatives' results, per doubtful segment, in the order they were offered.
         others: dict[int, list[list[DigitResult]]] = {}
