@@ -379,6 +379,7 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
     from device.reader import Reader, ReaderConfig
     from host import peer_ocr
     from host.bench_timing import Summary
+    from host.score_frames import mnist_misread
 
     tess_path = peer_ocr.tesseract_path()
     peers = []
@@ -424,7 +425,8 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
                                 if i < limit:
                                     peer_out[peer.psm].append(_peer_read(peer, data, failures))
         startup = {p.psm: p.startup_ms() for p, _ in peers}
-    out: dict[str, Any] = {"sizes": {}, "tesseract": None}
+        misread = mnist_misread(reader.classifier)
+    out: dict[str, Any] = {"sizes": {}, "tesseract": None, "mnist_misread": misread}
     for s in sets:
         stage = {k: Summary.of(v) for k, v in timings[s.size].items()}
         out["sizes"][s.size] = {
@@ -492,6 +494,7 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
         ERROR_KINDS,
         error_kind,
         frame_outcomes,
+        glyph_split,
         score,
         threshold_curve,
     )
@@ -519,6 +522,7 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
             },
             "confident": n_conf,
             "confident_right": sum(c and ok for c, ok in zip(confident, correct, strict=True)),
+            "glyphs": glyph_split(res["truth"], correct, frames["mnist_misread"]),
         }
     tess = frames.get("tesseract")
     if tess:

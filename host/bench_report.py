@@ -612,6 +612,7 @@ def _section_accuracy(results: dict[str, Any]) -> str:
                 ),
                 frows,
             ),
+            *_glyph_lines(fa),
             "### Where the digits went",
             "Each truth digit by box overlap (the renderer records every digit's box): read "
             "right, misread, merged with a neighbour into one read digit, split into pieces, or "
@@ -640,6 +641,26 @@ def _section_accuracy(results: dict[str, Any]) -> str:
             f"![threshold curves]({CHARTS['threshold']})",
         ]
     )
+
+
+def _glyph_lines(fa: dict[Any, Any]) -> list[str]:
+    """The frames holding an MNIST digit the model misreads even clean, per size."""
+    from host.score_frames import glyph_line
+
+    lines = [
+        f"- {_size(size)}: {glyph_line(acc['glyphs'])}."
+        for size, acc in fa.items()
+        if acc.get("glyphs") is not None
+    ]
+    if not lines:
+        return []
+    return [
+        "The frames are drawn from MNIST test digits, a few of which the model misreads even "
+        "clean; a frame holding one is usually read wrong whatever the camera and the "
+        "segmenter do. Exact match on the other frames is what the camera, the segmenter "
+        "and the model's camera-crop errors cost:",
+        "\n".join(lines),
+    ]
 
 
 def _section_footprint(results: dict[str, Any]) -> str:

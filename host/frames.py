@@ -95,6 +95,8 @@ class Number:
     y: int = 0
     # Each digit's ink box (x, y, w, h) in the canvas, left to right (float: scaled copies).
     boxes: tuple[tuple[float, float, float, float], ...] = ()
+    # Each digit's MNIST index in the bank's split; -1 where a handwriting variant restyled it.
+    glyphs: tuple[int, ...] = ()
 
 
 @dataclass
@@ -148,8 +150,11 @@ def _make_number(
 ) -> Number:
     """Render the digits of ``text`` side by side into one alpha canvas."""
     glyphs = []
+    indices = []
     for i, ch in enumerate(text):
-        g = bank.glyph(int(ch), rng, stroke=stroke, variant=variants.get(i))
+        index = bank.pick(int(ch), rng)
+        g = bank.glyph(int(ch), rng, stroke=stroke, variant=variants.get(i), index=index)
+        indices.append(-1 if i in variants else index)
         # Handwriting varies in size and sits unevenly on its baseline.
         gh = max(SMALL_H[0], round(height * rng.uniform(0.9, 1.05)))
         glyphs.append((_resize_alpha(g, gh), round(height * rng.uniform(-0.05, 0.05))))
@@ -172,7 +177,9 @@ def _make_number(
         region = canvas[gy : gy + g.shape[0], gx : gx + g.shape[1]]
         np.maximum(region, g, out=region)
         boxes.append((float(gx), float(gy), float(g.shape[1]), float(g.shape[0])))
-    return Number(text, canvas, height, tuple(variants.values()), boxes=tuple(boxes))
+    return Number(
+        text, canvas, height, tuple(variants.values()), boxes=tuple(boxes), glyphs=tuple(indices)
+    )
 
 
 def _random_texts(
@@ -200,7 +207,12 @@ def _scaled(num: Number, factor: float) -> Number:
     fx, fy = size[0] / w, size[1] / h
     boxes = tuple((x * fx, y * fy, bw * fx, bh * fy) for x, y, bw, bh in num.boxes)
     return Number(
-        num.text, alpha, max(1, round(num.digit_height * factor)), num.styles, boxes=boxes
+        num.text,
+        alpha,
+        max(1, round(num.digit_height * factor)),
+        num.styles,
+        boxes=boxes,
+        glyphs=num.glyphs,
     )
 
 
@@ -525,6 +537,9 @@ def render_frame(
     record = {
         "numbers": numbers,
         "boxes": [_digit_boxes(scene.numbers[i], m, w, h) for i in order],
+        # Which MNIST digit drew each digit (-1: restyled), to tell the model's own errors
+        # on clean MNIST apart from what the camera and the segmenter add.
+        "mnist": [list(scene.numbers[i].glyphs) for i in order],
         "text": " ".join(numbers),
         "digits": sum(len(t) for t in numbers),
         "polarity": "light_on_dark" if light_on_dark else "dark_on_light",

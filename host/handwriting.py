@@ -164,15 +164,22 @@ class GlyphBank:
         self._cache[index] = big
         return big
 
+    def pick(self, label: int, rng: np.random.Generator) -> int:
+        """The index (in this bank's split) of a random MNIST ``label``."""
+        return int(rng.choice(self.by_label[label]))
+
     def glyph(
         self,
         label: int,
         rng: np.random.Generator,
         stroke: str = "normal",
         variant: str | None = None,
+        index: int | None = None,
     ) -> np.ndarray:
-        """A float32 alpha map (ink = 1) of a random MNIST ``label``, styled, cropped to ink."""
-        index = int(rng.choice(self.by_label[label]))
+        """A float32 alpha map (ink = 1) of MNIST digit ``index`` (default: a random
+        ``label``, as ``pick`` draws it), styled, cropped to ink."""
+        if index is None:
+            index = self.pick(label, rng)
         alpha = self._base(index)
         if variant is not None:
             if VARIANT_LABEL[variant] != label:

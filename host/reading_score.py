@@ -166,3 +166,42 @@ def frame_outcomes(truth: Mapping[str, Any], digits: Sequence[Any]) -> dict[str,
         [d.box for d in digits],
         [d.label for d in digits],
     )
+
+
+@dataclass(frozen=True)
+class GlyphSplit:
+    """Frames split by whether they hold an MNIST digit the model misreads even clean.
+
+    Such a frame is usually read wrong whatever the camera and the segmenter do, so the
+    share of the others bounds exact match from above (loosely: the restyled, rendered
+    digit is sometimes read right after all).
+    """
+
+    frames: int  # frames whose truth names the MNIST digits drawn
+    hard: int  # of them, frames holding at least one digit the model misreads clean
+    hard_right: int  # hard frames read right anyway
+    clean_right: int  # the other frames read right
+
+    @property
+    def clean_share(self) -> float:
+        return (self.frames - self.hard) / self.frames if self.frames else float("nan")
+
+
+def glyph_split(
+    truth: Sequence[Mapping[str, Any]], right: Sequence[bool], misread: np.ndarray
+) -> GlyphSplit | None:
+    """``GlyphSplit`` of frames rendered from MNIST test digits (``host.frames`` records each
+    digit's index as ``mnist``, -1 where a handwriting variant restyled it), given which
+    readings were right and ``misread``: a boolean per MNIST test digit, True where the model
+    gets the clean digit wrong. None when no frame records its digits."""
+    frames = hard = hard_right = clean_right = 0
+    for f, ok in zip(truth, right, strict=True):
+        if "mnist" not in f:
+            continue
+        frames += 1
+        if any(i >= 0 and misread[i] for number in f["mnist"] for i in number):
+            hard += 1
+            hard_right += bool(ok)
+        else:
+            clean_right += bool(ok)
+    return GlyphSplit(frames, hard, hard_right, clean_right) if frames else None

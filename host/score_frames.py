@@ -6,6 +6,10 @@ confident and how many of those were right, and where every truth digit went (th
 table). ``--failures FILE`` lists each wrong reading (path, truth, reading, confident, reason,
 tags), tab-separated, for a closer look. This is how a change to the segmenter or the model is
 measured on fresh frames before ``make bench``.
+
+Frames rendered from MNIST test digits also name each digit drawn; the last line then counts
+the frames holding a digit the model misreads even clean, and exact match on the others: what
+the camera and the segmenter cost, apart from the model's own MNIST errors.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from device.contract import DEFAULT_MODEL
 from host.errors import ScoreError, run_command
-from host.reading_score import DIGIT_OUTCOMES, frame_outcomes, normalise_text, score
+from host.reading_score import (
+    DIGIT_OUTCOMES,
+    GlyphSplit,
+    frame_outcomes,
+    glyph_split,
+    normalise_text,
+    score,
+)
 
 
 def _frames(folder: Path) -> list[dict[str, Any]]:
@@ -27,11 +40,26 @@ def _frames(folder: Path) -> list[dict[str, Any]]:
             f"{folder} has no truth.json; render frames with "
             f"`python -m host.frames --out {folder} --count 300 --seed 101`"
         )
-    frames = json.loads(truth.read_text(encoding="utf-8"))["frames"]
+    data = json.loads(truth.read_text(encoding="utf-8"))
+    frames = data["frames"]
+    if data.get("source") != "MNIST test":
+        # The digit indices name another split: no clean test-set reading to compare with.
+        frames = [{k: v for k, v in f.items() if k != "mnist"} for f in frames]
     for f in frames:
         if not (folder / f["file"]).is_file():
             raise ScoreError(f"{folder / f['file']} is listed in truth.json but missing")
     return list(frames)
+
+
+def mnist_misread(classifier: Any) -> np.ndarray:
+    """True for each MNIST test digit ``classifier`` (a ``device.classifier.Classifier``)
+    reads wrong, the digit normalised as the device normalises a crop ("none" is wrong)."""
+    from device.normalize import normalize_batch
+    from host.mnist import load_mnist
+
+    data = load_mnist()
+    labels, _ = classifier.classify(normalize_batch(list(data.x_test)))
+    return np.asarray(labels) != data.y_test
 
 
 def run(folders: list[Path], model: Path, failures: Path | None) -> dict[str, Any]:
@@ -61,10 +89,14 @@ def run(folders: list[Path], model: Path, failures: Path | None) -> dict[str, An
             if "boxes" in f:
                 for k, v in frame_outcomes(f, reading.digits).items():
                     outcomes[k] += v
+        right = [normalise_text(t) == normalise_text(g) for t, g in zip(truths, texts, strict=True)]
+        frames = [f for _, f in jobs]
+        glyphs = None
+        if any("mnist" in f for f in frames):
+            glyphs = glyph_split(frames, right, mnist_misread(reader.classifier))
     if failures is not None:
         failures.write_text("".join("\t".join(row) + "\n" for row in wrong), encoding="utf-8")
     sc = score(truths, texts)
-    right = [normalise_text(t) == normalise_text(g) for t, g in zip(truths, texts, strict=True)]
     return {
         "frames": sc.frames,
         "exact": sc.exact,
@@ -73,6 +105,7 @@ def run(folders: list[Path], model: Path, failures: Path | None) -> dict[str, An
         "confident": sum(confident),
         "confident_right": sum(c and r for c, r in zip(confident, right, strict=True)),
         "outcomes": outcomes,
+        "glyphs": glyphs,
     }
 
 
@@ -84,15 +117,27 @@ def report(r: dict[str, Any]) -> str:
     where = ", ".join(
         f"{k} {v} ({pct(v, truth_digits)})" for k, v in r["outcomes"].items() if k != "extra"
     )
-    return "\n".join(
-        [
-            f"frames {r['frames']}: exact match {r['exact']} ({pct(r['exact'], r['frames'])}), "
-            f"digit accuracy {r['digits_right']}/{r['digits']} "
-            f"({pct(r['digits_right'], r['digits'])})",
-            f"confident {r['confident']} ({pct(r['confident'], r['frames'])}), right among "
-            f"them {r['confident_right']} ({pct(r['confident_right'], r['confident'])})",
-            f"truth digits {truth_digits}: {where}; extra {r['outcomes']['extra']}",
-        ]
+    lines = [
+        f"frames {r['frames']}: exact match {r['exact']} ({pct(r['exact'], r['frames'])}), "
+        f"digit accuracy {r['digits_right']}/{r['digits']} "
+        f"({pct(r['digits_right'], r['digits'])})",
+        f"confident {r['confident']} ({pct(r['confident'], r['frames'])}), right among "
+        f"them {r['confident_right']} ({pct(r['confident_right'], r['confident'])})",
+        f"truth digits {truth_digits}: {where}; extra {r['outcomes']['extra']}",
+    ]
+    g: GlyphSplit | None = r.get("glyphs")
+    if g is not None:
+        lines.append(glyph_line(g))
+    return "\n".join(lines)
+
+
+def glyph_line(g: GlyphSplit) -> str:
+    """One sentence on the frames holding a digit the model misreads even clean."""
+    clean = g.frames - g.hard
+    return (
+        f"frames holding an MNIST digit the model misreads even clean: {g.hard} of {g.frames} "
+        f"({100.0 * g.hard / g.frames:.1f}%), read right anyway {g.hard_right}; exact match on "
+        f"the other {clean}: {g.clean_right} ({100.0 * g.clean_right / max(1, clean):.1f}%)"
     )
 
 

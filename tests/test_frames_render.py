@@ -62,6 +62,25 @@ def test_truth_matches_written_files(tmp_path: Path, bank: GlyphBank) -> None:
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_truth_names_the_mnist_digit_drawn_for_each_digit(tmp_path: Path, bank: GlyphBank) -> None:
+    truth = render_set(tmp_path, 30, seed=11, size=(320, 240), bank=bank)
+    restyled = 0
+    for f in truth["frames"]:
+        assert [len(n) for n in f["mnist"]] == [len(n) for n in f["numbers"]]
+        for number, indices in zip(f["numbers"], f["mnist"], strict=True):
+            for ch, index in zip(number, indices, strict=True):
+                if index == -1:  # a handwriting variant restyled this digit
+                    restyled += 1
+                    assert any(v in f["tags"] and VARIANT_LABEL[v] == int(ch) for v in VARIANTS)
+                else:
+                    assert bank.labels[index] == int(ch)
+        # At most one variant is planted per frame.
+        assert sum(i == -1 for n in f["mnist"] for i in n) <= 1
+    indices = [i for f in truth["frames"] for n in f["mnist"] for i in n if i >= 0]
+    assert len(set(indices)) > 0.9 * len(indices)  # random test digits, not one per label
+    assert restyled < len(indices)
+
+
 def test_rerender_with_fewer_frames_removes_stale_ones(tmp_path: Path, bank: GlyphBank) -> None:
     render_set(tmp_path, 5, seed=1, size=(320, 240), bank=bank)
     render_set(tmp_path, 2, seed=1, size=(320, 240), bank=bank)

@@ -7,9 +7,12 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from host.score_frames import main
+from device.contract import DEFAULT_MODEL
+from host.reading_score import GlyphSplit, glyph_split
+from host.score_frames import main, mnist_misread
 
 FRAMES = Path(__file__).resolve().parent / "frames"
 
@@ -33,6 +36,49 @@ def test_scores_the_committed_frames_and_lists_each_wrong_reading(
     assert 0 <= right <= confident <= frames
     digits = sum(len(n) for f in truth for n in f["numbers"])
     assert f"truth digits {digits}:" in out
+
+
+def test_counts_the_frames_holding_a_digit_the_model_misreads_even_clean(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([str(FRAMES)]) == 0
+    out = capsys.readouterr().out
+    m = re.search(
+        r"misreads even clean: (\d+) of (\d+) .*read right anyway (\d+); exact match on "
+        r"the other (\d+): (\d+)",
+        out,
+    )
+    assert m, out
+    hard, frames, hard_right, others, others_right = map(int, m.groups())
+    exact = int(re.search(r"exact match (\d+)", out).group(1))  # type: ignore[union-attr]
+    assert frames == 40 and others == frames - hard
+    assert hard_right + others_right == exact
+
+
+def test_glyph_split_sorts_frames_by_the_digits_drawn() -> None:
+    misread = np.zeros(10, bool)
+    misread[3] = True
+    truth = [
+        {"mnist": [[1, 2], [3]]},  # holds digit 3, which the model misreads
+        {"mnist": [[4, -1]]},  # a restyled digit (-1) says nothing
+        {"mnist": [[3]]},
+        {"text": "7"},  # renders that predate the field are left out
+    ]
+    g = glyph_split(truth, [False, True, True, False], misread)
+    assert g == GlyphSplit(frames=3, hard=2, hard_right=1, clean_right=1)
+    assert g.clean_share == pytest.approx(1 / 3)
+    assert glyph_split([{"text": "7"}], [True], misread) is None
+
+
+def test_mnist_misread_matches_the_manifests_int8_accuracy() -> None:
+    """The device's normalisation + classifier err on exactly as many MNIST test digits as
+    host.convert measured for the manifest."""
+    from device.classifier import LiteRTClassifier
+
+    manifest = json.loads(Path(DEFAULT_MODEL).with_suffix(".json").read_text())
+    with LiteRTClassifier(DEFAULT_MODEL) as c:
+        wrong = int(mnist_misread(c).sum())
+    assert wrong == round((1.0 - manifest["accuracy"]["litert_int8"]) * 10_000)
 
 
 def test_a_folder_without_truth_says_how_to_render_one(
