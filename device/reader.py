@@ -279,6 +279,14 @@ class Reader(Closeable):
         while i < len(segments):
             span = _span(segments, i)
             own = results[i : i + span]
+            if span > 1:
+                # A later part of a split may offer its own readings (two touching digits the
+                # width estimate took for one): the split is read with each part's best.
+                own = [own[0]] + [
+                    r
+                    for k in range(1, span)
+                    for r in self._best_part(own[k], others.get(i + k, ()), doubts)
+                ]
             own_score = _score(own) + ALTERNATIVE_PRIOR
             best, best_score = own, own_score
             for candidate in others.get(i, ()):
@@ -301,6 +309,21 @@ class Reader(Closeable):
             logger.debug("dropped %d blob(s) the model reads as no digit", len(rejected))
             chosen = kept
         return chosen, doubts
+
+    @staticmethod
+    def _best_part(
+        own: DigitResult, others: Sequence[list[DigitResult]], doubts: list[str]
+    ) -> list[DigitResult]:
+        """One part of a split blob, or the best of its own alternatives."""
+        own_score = _score([own]) + ALTERNATIVE_PRIOR
+        best, best_score = [own], own_score
+        for candidate in others:
+            score = _score(candidate)
+            if score > best_score:
+                best, best_score = candidate, score
+        if len(best) > 1 and best_score - own_score < AMBIGUITY_MARGIN:
+            doubts.append(f"touching digits read '{_labels(best)}' could be '{own.label}'")
+        return best
 
     def _verdict(
         self, text: str, digits: tuple[DigitResult, ...], doubts: Sequence[str] = ()

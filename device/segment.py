@@ -525,6 +525,7 @@ class Segmenter:
                     continue
                 alts: Alternatives | functools.partial[Alternatives] = ()
                 span = 1
+                pixels = None
                 if recut is not None:
                     b = recut.blob
                     pixels = _Pixels(
@@ -539,7 +540,7 @@ class Segmenter:
                     alts = functools.partial(_late_alternatives, recut.cuts, pixels)
                     span = len(chosen)
                 out.append(self._segment(chosen[0], buf, ox, oy, g, alts, span))
-                out.extend(self._segment(b, buf, ox, oy, g) for b in chosen[1:])
+                out.extend(self._part(b, buf, ox, oy, g, pixels) for b in chosen[1:])
         return out
 
     def _level(self, contrast: U8) -> float:
@@ -593,6 +594,18 @@ class Segmenter:
         contrast = buf.contrast[b.y : b.y1, b.x : b.x1]
         binary = buf.binary[b.y : b.y1, b.x : b.x1]
         return Segment(box, _ink(b.mask, contrast, binary), group, alternatives, span)
+
+    def _part(
+        self, b: _Blob, buf: _Buffers, ox: int, oy: int, group: int, pixels: _Pixels | None
+    ) -> Segment:
+        """A later part of a blob cut for its width: a part wide enough to hold two touching
+        digits offers its own two-way cuts, which the reader weighs if it keeps the split."""
+        if pixels is None or b.w / b.h < self.config.alternative_aspect:
+            return self._segment(b, buf, ox, oy, group)
+        cuts = functools.partial(self._two_way, b)
+        return self._segment(
+            b, buf, ox, oy, group, functools.partial(_late_alternatives, cuts, pixels)
+        )
 
     def _components(self, buf: _Buffers) -> tuple[int, I32, I32]:
         """Label the 2x2 max-pooled binary image (any ink in a cell makes the cell ink)."""

@@ -340,6 +340,24 @@ def test_segment_in_small_roi_keeps_horizontal_strokes() -> None:
     assert four.box[0] <= 163 and four.box[0] + four.box[2] >= 199
 
 
+def test_a_later_part_of_a_width_split_holding_two_digits_offers_its_own_cut() -> None:
+    # Four touching 0s: by width, three digits; the middle part holds two 0s and offers its
+    # own two-way cuts (the reader weighs them if it keeps the split). The narrow last part,
+    # one 0, offers none.
+    img = page()
+    for cx in (100, 128, 156, 184):
+        cv2.ellipse(img, (cx, 120), (13, 22), 0, 0, 360, INK, 3, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert len(segs) == 3 and segs[0].span == 3
+    middle, last = segs[1], segs[2]
+    assert middle.span == 1 and middle.box[2] > 45
+    assert middle.alternatives and all(len(alt) == 2 for alt in middle.alternatives)
+    for left, right in middle.alternatives:
+        assert left.box[0] + left.box[2] <= right.box[0] + 1
+        assert all(22 <= p.box[2] <= 34 and p.ink.max() > 0.5 for p in (left, right))
+    assert last.alternatives == ()
+
+
 def test_segment_drops_a_short_fragment_beside_a_number() -> None:
     img = page()
     write(img, "47", 60, 160, 60)
