@@ -220,15 +220,21 @@ def test_an_alternative_may_hold_more_digits_than_the_segmenters_split() -> None
     assert [len(b) for b in classifier.batches] == [2, 4]
 
 
-def test_a_later_part_of_a_split_may_be_cut_in_two_of_its_own() -> None:
-    # Split in two for its width; the right part holds two touching digits (the model:
-    # none), and its own two-way cut reads well. The split's other readings (whole) lose.
+def _split_with_a_pair() -> list[FakeSegment]:
+    """A blob split in two for its width (the whole as the split's alternative), whose right
+    part offers its own two-way cut."""
     halves = _ambiguous(2)
     pair = (
         FakeSegment((30, 10, 10, 30), _blob(30, 10)),
         FakeSegment((40, 10, 10, 30), _blob(30, 10)),
     )
-    segments = [halves[0], replace(halves[1], alternatives=(pair,))]
+    return [halves[0], replace(halves[1], alternatives=(pair,))]
+
+
+def test_a_later_part_of_a_split_may_be_cut_in_two_of_its_own() -> None:
+    # Split in two for its width; the right part holds two touching digits (the model:
+    # none), and its own two-way cut reads well. The split's other readings (whole) lose.
+    segments = _split_with_a_pair()
     # Batch 1: the two parts ("4" sure, the right one none); batch 2: the whole blob (the
     # span's alternative, "0" unsure), then the right part's halves ("1", "7").
     classifier = FakeClassifier([4, NOT_A_DIGIT, 0, 1, 7], [0.99, 0.99, 0.5, 0.98, 0.99])
@@ -240,12 +246,7 @@ def test_a_later_part_of_a_split_may_be_cut_in_two_of_its_own() -> None:
 
 
 def test_a_part_keeps_its_reading_when_its_own_cut_reads_worse() -> None:
-    halves = _ambiguous(2)
-    pair = (
-        FakeSegment((30, 10, 10, 30), _blob(30, 10)),
-        FakeSegment((40, 10, 10, 30), _blob(30, 10)),
-    )
-    segments = [halves[0], replace(halves[1], alternatives=(pair,))]
+    segments = _split_with_a_pair()
     # The right part reads "8" unsure (0.8); its halves read worse (0.6, 0.5): "48" stays.
     classifier = FakeClassifier([4, 8, 0, 1, 7], [0.99, 0.8, 0.3, 0.6, 0.5])
     reader = Reader(classifier, FakeSegmenter(segments), ReaderConfig(), Preprocessing())
