@@ -285,17 +285,9 @@ class Reader(Closeable):
                 own = [own[0]] + [
                     r
                     for k in range(1, span)
-                    for r in self._best_part(own[k], others.get(i + k, ()), doubts)
+                    for r in _most_confident([own[k]], others.get(i + k, ()), doubts)
                 ]
-            own_score = _score(own) + ALTERNATIVE_PRIOR
-            best, best_score = own, own_score
-            for candidate in others.get(i, ()):
-                score = _score(candidate)
-                if score > best_score:
-                    best, best_score = candidate, score
-            if best is not own and best_score - own_score < AMBIGUITY_MARGIN:
-                doubts.append(f"touching digits read '{_labels(best)}' could be '{_labels(own)}'")
-            chosen.extend(best)
+            chosen.extend(_most_confident(own, others.get(i, ()), doubts))
             i += span
         rejected = [r for r in chosen if r.label == NOT_A_DIGIT]
         if rejected:
@@ -309,21 +301,6 @@ class Reader(Closeable):
             logger.debug("dropped %d blob(s) the model reads as no digit", len(rejected))
             chosen = kept
         return chosen, doubts
-
-    @staticmethod
-    def _best_part(
-        own: DigitResult, others: Sequence[list[DigitResult]], doubts: list[str]
-    ) -> list[DigitResult]:
-        """One part of a split blob, or the best of its own alternatives."""
-        own_score = _score([own]) + ALTERNATIVE_PRIOR
-        best, best_score = [own], own_score
-        for candidate in others:
-            score = _score(candidate)
-            if score > best_score:
-                best, best_score = candidate, score
-        if len(best) > 1 and best_score - own_score < AMBIGUITY_MARGIN:
-            doubts.append(f"touching digits read '{_labels(best)}' could be '{own.label}'")
-        return best
 
     def _verdict(
         self, text: str, digits: tuple[DigitResult, ...], doubts: Sequence[str] = ()
@@ -369,6 +346,22 @@ def _span(segments: Sequence[SegmentLike], i: int) -> int:
 def _unsure(own: Sequence[DigitResult]) -> bool:
     """Whether the segmenter's reading of a blob is worth checking against its alternatives."""
     return any(r.label == NOT_A_DIGIT or r.confidence < ALTERNATIVES_BELOW for r in own)
+
+
+def _most_confident(
+    own: list[DigitResult], candidates: Sequence[list[DigitResult]], doubts: list[str]
+) -> list[DigitResult]:
+    """The segmenter's reading of a blob (with a head start), or the best of its other
+    readings; a narrow win of another reading is added to ``doubts``."""
+    own_score = _score(own) + ALTERNATIVE_PRIOR
+    best, best_score = own, own_score
+    for candidate in candidates:
+        score = _score(candidate)
+        if score > best_score:
+            best, best_score = candidate, score
+    if best is not own and best_score - own_score < AMBIGUITY_MARGIN:
+        doubts.append(f"touching digits read '{_labels(best)}' could be '{_labels(own)}'")
+    return best
 
 
 def _labels(results: Sequence[DigitResult]) -> str:

@@ -309,10 +309,6 @@ class _Recut(NamedTuple):
     cuts: functools.partial[list[list[_Blob]]]
 
 
-def _whole(b: _Blob) -> list[list[_Blob]]:
-    return [[b]]
-
-
 class _Pixels(NamedTuple):
     """Copies of the contrast and binary images under a blob (roi coordinates x, y), and the
     roi's offset in the frame: what its alternatives are cut from, after the frame is gone."""
