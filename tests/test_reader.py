@@ -154,6 +154,61 @@ def test_timings_cover_each_stage() -> None:
     assert all(v >= 0 for v in timings.values())
 
 
+class TwoWaySegmenter:
+    """Unsure of the frame's polarity: finds ``dark`` read as dark ink on paper, ``light``
+    read the other way; records the polarity of each call."""
+
+    def __init__(self, dark: list[FakeSegment], light: list[FakeSegment], sure: bool = False):
+        self.found = {"dark_on_light": dark, "light_on_dark": light}
+        self.sure = sure
+        self.calls: list[str | None] = []
+        self.last_polarity = ""
+        self.last_polarity_sure = True
+        self.last_doubts: list[str] = []
+
+    def segment(self, frame: np.ndarray, polarity: str | None = None) -> list[FakeSegment]:
+        self.calls.append(polarity)
+        self.last_polarity = polarity or "dark_on_light"
+        self.last_polarity_sure = polarity is not None or self.sure
+        return self.found[self.last_polarity]
+
+
+def _digits(n: int, x0: int = 10) -> list[FakeSegment]:
+    return [FakeSegment((x0 + 30 * i, 10, 20, 30), _blob()) for i in range(n)]
+
+
+def test_a_frame_of_unsure_polarity_is_read_both_ways_and_the_better_reading_kept() -> None:
+    # Read as dark ink: two weak digits; read as light ink: three sure ones.
+    classifier = FakeClassifier([1, 7, 5, 2, 9], [0.6, 0.5, 0.99, 0.98, 0.99])
+    segmenter = TwoWaySegmenter(_digits(2), _digits(3, x0=100))
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
+    reading = reader.read(FRAME)
+    assert segmenter.calls == [None, "light_on_dark"]
+    assert reading.text == "529" and reading.confident
+    assert reading.digits[0].box == (100, 10, 20, 30)
+    assert segmenter.last_polarity == "light_on_dark"
+
+
+def test_the_first_reading_stays_when_the_other_polarity_reads_worse() -> None:
+    classifier = FakeClassifier([4, 2, 8], [0.99, 0.99, 0.7])
+    segmenter = TwoWaySegmenter(_digits(2), _digits(1))
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
+    reading = reader.read(FRAME)
+    assert segmenter.calls == [None, "light_on_dark"]
+    assert reading.text == "42" and reading.confident
+    assert segmenter.last_polarity == "dark_on_light"  # what the kept reading was read as
+    # Both passes count in the frame's time.
+    assert [len(b) for b in classifier.batches] == [2, 1]
+
+
+def test_a_frame_of_sure_polarity_is_read_once() -> None:
+    classifier = FakeClassifier([4, 2], [0.6, 0.6])
+    segmenter = TwoWaySegmenter(_digits(2), _digits(3), sure=True)
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
+    assert reader.read(FRAME).text == "42"
+    assert segmenter.calls == [None]
+
+
 def _ambiguous(primary_span: int) -> list[FakeSegment]:
     """A blob read whole (span 1, alternative: two halves) or split (span 2, alt: whole)."""
     whole = FakeSegment((10, 10, 40, 30), _blob(30, 40))

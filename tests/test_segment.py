@@ -140,6 +140,29 @@ def test_segment_reads_light_on_dark() -> None:
     assert counts(segs) == [3]
 
 
+def test_segment_is_unsure_of_polarity_only_when_both_kinds_of_ink_weigh_the_same() -> None:
+    img = np.full((240, 480), 128, np.uint8)
+    write(img, "52", 60, 140, 40, ink=30)  # dark ink on grey card ...
+    seg = Segmenter()
+    seg.segment(img)
+    assert seg.last_polarity == "dark_on_light" and seg.last_polarity_sure
+    write(img, "52", 300, 140, 40, ink=226)  # ... and the same digits in light ink beside it
+    seg.segment(img)
+    assert not seg.last_polarity_sure
+    # Asked for one polarity, the segmenter reads that ink as digits (the other ink's halo
+    # is one wide blob) and does not doubt it.
+    light = seg.segment(img, polarity="light_on_dark")
+    assert seg.last_polarity == "light_on_dark" and seg.last_polarity_sure
+    assert [s.box[0] > 250 for s in light] == [False, True, True]
+    dark = seg.segment(img, polarity="dark_on_light")
+    assert [s.box[0] < 250 for s in dark] == [True, True, False]
+
+
+def test_segment_refuses_an_unknown_polarity() -> None:
+    with pytest.raises(ValueError, match="polarity must be one of"):
+        Segmenter().segment(page(), polarity="inverted")
+
+
 def test_segment_handles_shadow_gradient() -> None:
     img = page(400, 300).astype(np.float32)
     xx = np.linspace(0.55, 1.1, 400, dtype=np.float32)
