@@ -201,6 +201,17 @@ def test_the_first_reading_stays_when_the_other_polarity_reads_worse() -> None:
     assert [len(b) for b in classifier.batches] == [2, 1]
 
 
+def test_many_digits_read_the_wrong_way_do_not_beat_a_better_unsure_reading() -> None:
+    # Read the wrong way, paper texture gives more digits, some sure and some junk: the
+    # first reading (two digits at 0.8) has the higher mean log confidence and stays.
+    classifier = FakeClassifier([4, 2, 1, 1, 7, 1, 1], [0.8, 0.8, 0.99, 0.99, 0.99, 0.3, 0.2])
+    segmenter = TwoWaySegmenter(_digits(2), _digits(5, x0=100))
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "42" and not reading.confident
+    assert segmenter.calls == [None, "light_on_dark"]
+
+
 def test_a_frame_of_sure_polarity_is_read_once() -> None:
     classifier = FakeClassifier([4, 2], [0.6, 0.6])
     segmenter = TwoWaySegmenter(_digits(2), _digits(3), sure=True)
