@@ -198,14 +198,15 @@ class Reader(Closeable):
         model is unsure of the segmenter's own reading, the alternatives' crops are classified
         in a second call (one batch for the whole frame) and the most confident reading of
         the blob is kept. Where the segmenter was unsure of the frame's polarity (dark ink on
-        paper or light on dark), the frame is also read the other way and the better reading
-        kept. ``timings_ms`` has "segment", "normalize" and "classify" (all passes); a caller
+        paper or light on dark) and the reading is unsure, the frame is also read the other
+        way and the better reading kept. ``timings_ms`` has "segment", "normalize" and "classify" (all passes); a caller
         that decoded the frame adds "decode".
         """
         timings: dict[str, float] = {}
         digits, doubts = self._read_once(frame, timings, None)
         reason = self._verdict(text_of(digits), digits, doubts)
-        if not getattr(self.segmenter, "last_polarity_sure", True):
+        # (A confident reading is kept whatever the other way reads: no need to look.)
+        if reason and not getattr(self.segmenter, "last_polarity_sure", True):
             first = getattr(self.segmenter, "last_polarity", "")
             other = "light_on_dark" if first == "dark_on_light" else "dark_on_light"
             other_digits, other_doubts = self._read_once(frame, timings, other)

@@ -189,15 +189,26 @@ def test_a_frame_of_unsure_polarity_is_read_both_ways_and_the_better_reading_kep
     assert segmenter.last_polarity == "light_on_dark"
 
 
+def test_a_confident_reading_of_unsure_polarity_is_not_read_the_other_way() -> None:
+    # A confident first reading would be kept whatever the other way read: no second look.
+    classifier = FakeClassifier([4, 2, 8], [0.99, 0.99, 0.99])
+    segmenter = TwoWaySegmenter(_digits(2), _digits(1))
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
+    reading = reader.read(FRAME)
+    assert segmenter.calls == [None]
+    assert reading.text == "42" and reading.confident
+    assert [len(b) for b in classifier.batches] == [2]
+
+
 def test_the_first_reading_stays_when_the_other_polarity_reads_worse() -> None:
-    classifier = FakeClassifier([4, 2, 8], [0.99, 0.99, 0.7])
+    classifier = FakeClassifier([4, 2, 8], [0.8, 0.8, 0.6])
     segmenter = TwoWaySegmenter(_digits(2), _digits(1))
     reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
     reading = reader.read(FRAME)
     assert segmenter.calls == [None, "light_on_dark"]
-    assert reading.text == "42" and reading.confident
+    assert reading.text == "42" and not reading.confident
     assert segmenter.last_polarity == "dark_on_light"  # what the kept reading was read as
-    # Both passes count in the frame's time.
+    # Both passes went to the classifier.
     assert [len(b) for b in classifier.batches] == [2, 1]
 
 
