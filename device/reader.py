@@ -200,8 +200,8 @@ class Reader(Closeable):
         in a second call (one batch for the whole frame) and the most confident reading of
         the blob is kept. Where the segmenter was unsure of the frame's polarity (dark ink on
         paper or light on dark) and the reading is unsure, the frame is also read the other
-        way and the better reading kept. ``timings_ms`` has "segment", "normalize" and "classify" (all passes); a caller
-        that decoded the frame adds "decode".
+        way and the better reading kept. ``timings_ms`` has "segment", "normalize" and
+        "classify" (all passes); a caller that decoded the frame adds "decode".
         """
         timings: dict[str, float] = {}
         digits, doubts = self._read_once(frame, timings, None)
