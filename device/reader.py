@@ -205,20 +205,22 @@ class Reader(Closeable):
         """
         timings: dict[str, float] = {}
         digits, doubts = self._read_once(frame, timings, None)
-        reason = self._verdict(text_of(digits), digits, doubts)
+        text = text_of(digits)
+        reason = self._verdict(text, digits, doubts)
         # (A confident reading is kept whatever the other way reads: no need to look.)
         if reason and not getattr(self.segmenter, "last_polarity_sure", True):
             first = getattr(self.segmenter, "last_polarity", "")
             other = "light_on_dark" if first == "dark_on_light" else "dark_on_light"
             other_digits, other_doubts = self._read_once(frame, timings, other)
-            other_reason = self._verdict(text_of(other_digits), other_digits, other_doubts)
+            other_text = text_of(other_digits)
+            other_reason = self._verdict(other_text, other_digits, other_doubts)
             logger.debug("polarity unsure: read as %s and as %s", first, other)
             if _reads_better(other_digits, other_reason, digits, reason):
-                digits, reason = other_digits, other_reason
+                digits, text, reason = other_digits, other_text, other_reason
             else:
                 self.segmenter.last_polarity = first  # type: ignore[attr-defined]
         return Reading(
-            text=text_of(digits),
+            text=text,
             digits=digits,
             confident=not reason,
             reason=reason,
@@ -408,13 +410,15 @@ def _reads_better(
         return not reason
     if not reason:
         return False
-    return _mean_log(digits) > _mean_log(than) + POLARITY_MARGIN
+    mean_log = _mean_log([d.confidence for d in digits])
+    return mean_log > _mean_log([d.confidence for d in than]) + POLARITY_MARGIN
 
 
-def _mean_log(digits: Sequence[DigitResult]) -> float:
-    if not digits:
+def _mean_log(probabilities: Sequence[float]) -> float:
+    """Mean log of ``probabilities`` (floored at _MIN_CONFIDENCE); -inf for none."""
+    if not probabilities:
         return -math.inf
-    return sum(math.log(max(d.confidence, _MIN_CONFIDENCE)) for d in digits) / len(digits)
+    return sum(math.log(max(p, _MIN_CONFIDENCE)) for p in probabilities) / len(probabilities)
 
 
 def _labels(results: Sequence[DigitResult]) -> str:
@@ -427,14 +431,9 @@ def _score(results: Sequence[DigitResult]) -> float:
     A crop the model reads as no digit scores the probability left for all digits together
     (an upper bound on its best digit's), so a reading with a rejected piece rarely wins.
     """
-    if not results:
-        return -math.inf
-    score = sum(
-        math.log(
-            max(1.0 - r.confidence if r.label == NOT_A_DIGIT else r.confidence, _MIN_CONFIDENCE)
-        )
-        for r in results
-    ) / len(results)
+    score = _mean_log(
+        [1.0 - r.confidence if r.label == NOT_A_DIGIT else r.confidence for r in results]
+    )
     if len(results) == 1:
         _, _, w, h = results[0].box
         score -= WIDE_SINGLE_PENALTY * max(0.0, w / max(1, h) - 1.0)
