@@ -17,6 +17,7 @@ from device.errors import ConfigError
 from device.images import load_image
 from device.reader import (
     DEFAULT_THRESHOLD,
+    SPLIT_SURE,
     Reader,
     ReaderConfig,
     text_of,
@@ -348,7 +349,8 @@ def test_a_blob_the_model_rejects_is_read_the_other_ways() -> None:
 
 
 def test_a_narrow_win_of_an_alternative_makes_the_reading_unsure() -> None:
-    classifier = FakeClassifier([0, 2, 9], [0.85, 0.87, 0.88])
+    # The halves are sure enough to split a digit (SPLIT_SURE) but only just beat the whole.
+    classifier = FakeClassifier([0, 2, 9], [0.85, 0.96, 0.97])
     reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
     reading = reader.read(FRAME)
     assert reading.text == "29" and not reading.confident
@@ -360,6 +362,20 @@ def test_reader_keeps_the_whole_digit_when_the_halves_are_unconfident() -> None:
     reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
     reading = reader.read(FRAME)
     assert reading.text == "0" and reading.digits[0].box == (10, 10, 40, 30)
+
+
+def test_a_digit_is_not_cut_into_parts_the_model_is_unsure_of() -> None:
+    # The whole reads "8" at 0.8; cut, a stroke reads "1" (sure) and the rest "5" (0.9): the
+    # split's geometric mean (0.94) beats the whole, but one part is under SPLIT_SURE.
+    assert SPLIT_SURE > 0.9
+    classifier = FakeClassifier([8, 5, 1], [0.8, 0.9, 0.98])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "8" and reading.digits[0].box == (10, 10, 40, 30)
+    # The same whole, with both parts sure: the split wins.
+    classifier = FakeClassifier([8, 5, 1], [0.8, 0.97, 0.98])
+    reader = Reader(classifier, FakeSegmenter(_ambiguous(1)), ReaderConfig(), Preprocessing())
+    assert reader.read(FRAME).text == "51"
 
 
 def test_reader_undoes_a_split_when_the_whole_blob_reads_better() -> None:
