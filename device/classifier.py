@@ -58,6 +58,11 @@ class Classifier(Protocol):
         """Class probabilities (N, classes) for a batch of digits."""
         ...
 
+    def best_digits(self, batch: Floats) -> tuple[Labels, Floats]:
+        """The most likely digit (0-9, never NOT_A_DIGIT) of each of a batch of crops, and
+        its probability."""
+        ...
+
 
 def _interpreter_class() -> Any:
     """The first LiteRT interpreter available: ai-edge-litert, tflite-runtime, then TensorFlow.
@@ -233,6 +238,13 @@ class LiteRTClassifier(Closeable):
         labels = self.label_values[best]
         confidences = np.clip(probs[np.arange(len(best)), best], 0.0, 1.0).astype(np.float32)
         return labels, confidences
+
+    def best_digits(self, batch: Floats) -> tuple[Labels, Floats]:
+        probs = self.probabilities(batch)
+        digits = np.flatnonzero(self.label_values != NOT_A_DIGIT)
+        best = digits[probs[:, digits].argmax(axis=1)]
+        confidences = np.clip(probs[np.arange(len(best)), best], 0.0, 1.0).astype(np.float32)
+        return self.label_values[best], confidences
 
     def close(self) -> None:
         with self._lock:

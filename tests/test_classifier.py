@@ -88,6 +88,25 @@ def test_touching_pairs_are_rejected_as_no_digit_and_single_digits_are_not(
     assert float((singles == NOT_A_DIGIT).mean()) <= 0.01
 
 
+def test_best_digits_never_say_none_and_agree_with_classify_on_digits(
+    classifier: LiteRTClassifier, mnist_digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    pairs = _touching_pairs(50)
+    x = np.concatenate([mnist_digits[0][:50], pairs])
+    labels, confidences = classifier.classify(x)
+    digits, digit_confidences = classifier.best_digits(x)
+    assert set(digits.tolist()) <= set(range(10))
+    read = labels != NOT_A_DIGIT
+    # Where the model reads a digit, it is the best digit; where it reads none, the best
+    # digit's probability is below the "none" probability.
+    assert (digits[read] == labels[read]).all()
+    np.testing.assert_allclose(digit_confidences[read], confidences[read], atol=1e-6)
+    assert (labels == NOT_A_DIGIT).sum() > 10
+    assert (digit_confidences[~read] <= confidences[~read]).all()
+    probs = classifier.probabilities(x)
+    np.testing.assert_allclose(digit_confidences, probs[:, :10].max(axis=1), atol=1e-6)
+
+
 def test_batch_of_seven_equals_seven_single_calls(
     classifier: LiteRTClassifier, mnist_digits: tuple[np.ndarray, np.ndarray]
 ) -> None:

@@ -65,6 +65,12 @@ class FakeClassifier:
         at, self.used = self.used, self.used + len(batch)
         return self.labels[at : self.used], self.confidences[at : self.used]
 
+    def best_digits(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The next preset results, which must be digits (the reader's second opinion)."""
+        labels, confidences = self.classify(batch)
+        assert (labels != NOT_A_DIGIT).all()
+        return labels, confidences
+
 
 def _blob(h: int = 30, w: int = 20) -> np.ndarray:
     ink = np.zeros((h, w), np.float32)
@@ -394,6 +400,46 @@ def test_a_blob_the_model_calls_no_digit_is_dropped_and_doubts_its_number() -> N
     assert reading.text == "12" and [d.label for d in reading.digits] == [1, 2]
     # The rejected blob between the 1 and the 2 may hide a digit; the lone one in group 1 not.
     assert not reading.confident and "1 blob(s) in the number not read as a digit" in reading.reason
+
+
+def _number_with_a_rejected_blob(h: int = 30, w: int = 20) -> FakeSegmenter:
+    """Three blobs in one number, the middle one (20 px wide, ``h`` tall) the model rejects."""
+    boxes = [(10, 10, 20, 30), (40, 10, w, h), (70, 10, 20, 30)]
+    return FakeSegmenter([FakeSegment(b, _blob(b[3], b[2])) for b in boxes])
+
+
+def test_a_digit_shaped_blob_the_model_doubts_is_read_as_its_best_digit_unsurely() -> None:
+    # "none" at 0.6: the number's middle digit, as tall as the others, is read as its most
+    # likely digit (0.3). The reading shows it but is not confident.
+    classifier = FakeClassifier([4, NOT_A_DIGIT, 2, 7], [0.99, 0.6, 0.99, 0.3])
+    reader = Reader(classifier, _number_with_a_rejected_blob(), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "472" and not reading.confident
+    assert reading.digits[1].box == (40, 10, 20, 30) and reading.digits[
+        1
+    ].confidence == pytest.approx(0.3)
+    # The second opinion is asked for the rejected crop alone, after the first call.
+    assert [len(b) for b in classifier.batches] == [3, 1]
+    np.testing.assert_array_equal(classifier.batches[1][0], classifier.batches[0][1])
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "none", "digit"),
+    [
+        (30, 20, 0.95, 0.3),  # surely no digit
+        (30, 20, 0.6, 0.05),  # no digit likely enough
+        (18, 15, 0.6, 0.3),  # much shorter than the number's digits: a speck or a stroke end
+        (30, 40, 0.6, 0.3),  # wider than tall: not one digit
+    ],
+)
+def test_a_rejected_blob_is_dropped_unless_the_number_needs_it(
+    h: int, w: int, none: float, digit: float
+) -> None:
+    classifier = FakeClassifier([4, NOT_A_DIGIT, 2, 7], [0.99, none, 0.99, digit])
+    reader = Reader(classifier, _number_with_a_rejected_blob(h, w), ReaderConfig(), Preprocessing())
+    reading = reader.read(FRAME)
+    assert reading.text == "42" and not reading.confident
+    assert "1 blob(s) in the number not read as a digit" in reading.reason
 
 
 def test_a_lone_rejected_speck_leaves_the_reading_confident() -> None:
