@@ -284,7 +284,7 @@ class Reader(Closeable):
                 others.setdefault(i, []).append(extra[at : at + len(alternative)])
                 at += len(alternative)
         chosen, doubts = self._choose(segments, results, others)
-        chosen = self._read_rejected(chosen, rejected, timings)
+        chosen = self._read_rejected(chosen, rejected, timings, doubts)
         chosen = _drop_rejected(chosen, doubts)
         # What the segmenter saw but could not read (faint ink beside a number).
         doubts += list(getattr(self.segmenter, "last_doubts", ()))
@@ -330,9 +330,11 @@ class Reader(Closeable):
         chosen: list[DigitResult],
         rejected: dict[DigitResult, Floats],
         timings: dict[str, float],
+        doubts: list[str],
     ) -> list[DigitResult]:
         """``chosen`` with each crop the number needs read as its most likely digit instead of
-        no digit (see NONE_READ_BELOW); one more interpreter call, only when there are any."""
+        no digit (see NONE_READ_BELOW); one more interpreter call, only when there are any.
+        Each such digit adds a doubt: it is a guess whatever the confidence threshold."""
         needed = [i for i, r in enumerate(chosen) if r in rejected and _needed(r, chosen)]
         if not needed:
             return chosen
@@ -346,6 +348,7 @@ class Reader(Closeable):
             if p >= NONE_DIGIT_AT_LEAST:
                 r = chosen[i]
                 out[i] = DigitResult(int(label), float(p), r.box, r.group)
+                doubts.append(f"'{label}' is a guess: the model took that blob for no digit")
         return out
 
     def _choose(

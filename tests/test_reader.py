@@ -415,6 +415,14 @@ def test_a_digit_shaped_blob_the_model_doubts_is_read_as_its_best_digit_unsurely
     reader = Reader(classifier, _number_with_a_rejected_blob(), ReaderConfig(), Preprocessing())
     reading = reader.read(FRAME)
     assert reading.text == "472" and not reading.confident
+    assert "'7' is a guess" in reading.reason
+    # Whatever the threshold: a guess never makes a reading confident.
+    classifier = FakeClassifier([4, NOT_A_DIGIT, 2, 7], [0.99, 0.6, 0.99, 0.3])
+    reader = Reader(
+        classifier, _number_with_a_rejected_blob(), ReaderConfig(threshold=0.2), Preprocessing()
+    )
+    reading = reader.read(FRAME)
+    assert reading.text == "472" and not reading.confident
     assert reading.digits[1].box == (40, 10, 20, 30) and reading.digits[
         1
     ].confidence == pytest.approx(0.3)
