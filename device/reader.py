@@ -63,15 +63,15 @@ POLARITY_MARGIN = 0.1
 # 2,888 / 2,885 / 2,887. On 1,800 frames not used to tune it (seeds 909-911): 1,475 -> 1,484.
 # Touching digits the model reads as one are still split: their parts read surely.
 SPLIT_SURE = 0.95
-# A crop the model reads as no digit with less than this confidence, inside a number and
-# shaped like its digits (height within NONE_HEIGHTS of their median, no wider than tall), is
-# read as its most likely digit where that digit has at least NONE_DIGIT_AT_LEAST. Such a
-# digit is always below the confidence threshold, so the reading stays unsure: it is shown,
-# not trusted. The model rejects some real digits (faint, broken or restyled) that the number
-# plainly needs. On 3,400 rendered frames: 2,887 -> 2,900 exact (missed digits 270 -> 223,
-# misread 371 -> 389); on 1,800 held-out frames 1,484 -> 1,495; on 550 HD frames 422 -> 422.
-# Without the digit floor the HD frames lost 2 (paper texture read as digits); none below
-# 0.8 / 0.85 / 0.93 read 2,895 / 2,898 / 2,899 of the 3,400 (prototype).
+# A crop the model reads as no digit with less than this confidence, inside a number and shaped
+# like its digits (height within NONE_HEIGHTS of their median, no wider than tall), is read as its
+# most likely digit where that digit has at least NONE_DIGIT_AT_LEAST. Such a digit is a guess: it
+# adds a doubt, so the reading stays unsure whatever the threshold (it is shown, not trusted). The
+# model rejects some real digits (faint, broken or restyled) that the number plainly needs. On
+# 3,400 rendered frames: 2,887 -> 2,900 exact (missed digits 270 -> 223, misread 371 -> 389); on
+# 1,800 held-out frames 1,484 -> 1,495; on 550 HD frames 422 -> 422. Without the digit floor the
+# HD frames lost 2 (paper texture read as digits); none below 0.8 / 0.85 / 0.93 read 2,895 / 2,898
+# / 2,899 of the 3,400 (prototype).
 NONE_READ_BELOW = 0.9
 NONE_DIGIT_AT_LEAST = 0.1
 NONE_HEIGHTS = (0.8, 1.25)
@@ -220,7 +220,9 @@ class Reader(Closeable):
         in a second call (one batch for the whole frame) and the most confident reading of
         the blob is kept. Where the segmenter was unsure of the frame's polarity (dark ink on
         paper or light on dark) and the reading is unsure, the frame is also read the other
-        way and the better reading kept. ``timings_ms`` has "segment", "normalize" and
+        way and the better reading kept. A crop the model takes for no digit, unsurely, that
+        is shaped like the digits of its number is shown as its likeliest digit, and the
+        reading is then unsure (NONE_READ_BELOW). ``timings_ms`` has "segment", "normalize" and
         "classify" (all passes); a caller that decoded the frame adds "decode".
         """
         timings: dict[str, float] = {}
