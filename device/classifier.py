@@ -148,6 +148,8 @@ class LiteRTClassifier(Closeable):
             [NOT_A_DIGIT if x == NOT_A_DIGIT_LABEL else int(x) for x in self.contract.labels],
             dtype=np.int64,
         )
+        # The outputs best_digits chooses among: every one but "none".
+        self._digit_columns = np.flatnonzero(self.label_values != NOT_A_DIGIT)
         interpreter_class = _interpreter_class()
         try:
             self._interp: Any = interpreter_class(
@@ -234,15 +236,16 @@ class LiteRTClassifier(Closeable):
 
     def classify(self, batch: Floats) -> tuple[Labels, Floats]:
         probs = self.probabilities(batch)
-        best = probs.argmax(axis=1)
-        labels = self.label_values[best]
-        confidences = np.clip(probs[np.arange(len(best)), best], 0.0, 1.0).astype(np.float32)
-        return labels, confidences
+        return self._best(probs, probs.argmax(axis=1))
 
     def best_digits(self, batch: Floats) -> tuple[Labels, Floats]:
         probs = self.probabilities(batch)
-        digits = np.flatnonzero(self.label_values != NOT_A_DIGIT)
-        best = digits[probs[:, digits].argmax(axis=1)]
+        columns = self._digit_columns
+        return self._best(probs, columns[probs[:, columns].argmax(axis=1)])
+
+    def _best(self, probs: Floats, best: Labels) -> tuple[Labels, Floats]:
+        """The labels of the outputs ``best`` (one per row of ``probs``) and their
+        probabilities."""
         confidences = np.clip(probs[np.arange(len(best)), best], 0.0, 1.0).astype(np.float32)
         return self.label_values[best], confidences
 

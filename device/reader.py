@@ -165,8 +165,9 @@ def threshold_from_manifest(extra: dict[str, Any]) -> float:
     return DEFAULT_THRESHOLD
 
 
-def _ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
+def _add_ms(timings: dict[str, float], stage: str, start: float) -> None:
+    """Add the milliseconds since ``start`` to ``timings[stage]`` (a stage may run twice)."""
+    timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
 
 
 class Reader(Closeable):
@@ -260,7 +261,7 @@ class Reader(Closeable):
             segments = list(self.segmenter.segment(frame))
         else:
             segments = list(self.segmenter.segment(frame, polarity=polarity))  # type: ignore[call-arg]
-        timings["segment"] = timings.get("segment", 0.0) + _ms_since(start)
+        _add_ms(timings, "segment", start)
         # The normalised crops the model read as no digit, in case the number needs them.
         rejected: dict[DigitResult, Floats] = {}
         results = self._classify(segments, timings, rejected)
@@ -276,7 +277,7 @@ class Reader(Closeable):
         start = time.perf_counter()
         crops = [part for i in doubtful for alt in _alternatives(segments[i]) for part in alt]
         # A segmenter may cut the alternatives only now, when asked: that is segmenting too.
-        timings["segment"] += _ms_since(start)
+        _add_ms(timings, "segment", start)
         extra = self._classify(crops, timings, rejected) if crops else []
         # The alternatives' results, per doubtful segment, in the order they were offered.
         others: dict[int, list[list[DigitResult]]] = {}
@@ -304,14 +305,14 @@ class Reader(Closeable):
         """
         start = time.perf_counter()
         batch = normalize_batch([s.ink for s in crops], self.preprocessing)
-        timings["normalize"] = timings.get("normalize", 0.0) + _ms_since(start)
+        _add_ms(timings, "normalize", start)
         start = time.perf_counter()
         if crops:
             labels, confidences = self.classifier.classify(batch)
         else:
             labels = np.zeros(0, dtype=np.int64)
             confidences = np.zeros(0, dtype=np.float32)
-        timings["classify"] = timings.get("classify", 0.0) + _ms_since(start)
+        _add_ms(timings, "classify", start)
         results = [
             DigitResult(
                 label=int(label),
@@ -344,7 +345,7 @@ class Reader(Closeable):
         labels, probabilities = self.classifier.best_digits(
             np.stack([rejected[chosen[i]] for i in needed])
         )
-        timings["classify"] = timings.get("classify", 0.0) + _ms_since(start)
+        _add_ms(timings, "classify", start)
         out = list(chosen)
         for i, label, p in zip(needed, labels, probabilities, strict=True):
             if p >= NONE_DIGIT_AT_LEAST:
