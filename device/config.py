@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from device.contract import POLARITIES
 from device.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,6 @@ ENV_LOG_LEVEL = "DIGIT_READER_LOG_LEVEL"
 ENV_CONFIG = "DIGIT_READER_CONFIG"
 
 SOURCE_KINDS = ("picamera", "opencv", "recorded")
-POLARITIES = ("auto", "dark_on_light", "light_on_dark")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_BCM_PIN = 27  # the 40-pin header exposes BCM 0..27
 

@@ -19,6 +19,11 @@ import numpy.typing as npt
 
 from device.errors import ContractError, ModelMismatchError, ModelMissingError
 
+# Ink relative to the paper: a crop's (and the model's input's) polarity, and what the
+# reader may be configured with ("auto": detected per frame).
+INK_POLARITIES = ("dark_on_light", "light_on_dark")
+POLARITIES = ("auto", *INK_POLARITIES)
+
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "digits.tflite"
 MAKE_HINT = "run `make train convert` on the host (or `git checkout models/`) to create it"
@@ -152,7 +157,7 @@ def parse_contract(data: Any, where: str = "manifest") -> ModelContract:
     if "value_range" in pre:
         pre["value_range"] = tuple(pre["value_range"])
     preprocessing = Preprocessing(**pre)
-    if preprocessing.polarity not in ("light_on_dark", "dark_on_light"):
+    if preprocessing.polarity not in INK_POLARITIES:
         raise ContractError(f"{where}: preprocessing.polarity {preprocessing.polarity!r} unknown")
     if in_spec.shape[1:] != (preprocessing.canvas, preprocessing.canvas, 1):
         raise ContractError(f"{where}: input shape {in_spec.shape} does not match the canvas")

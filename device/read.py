@@ -20,10 +20,10 @@ import cv2
 
 from device.annotate import annotate
 from device.atomic import atomic_write_bytes
-from device.contract import DEFAULT_MODEL
+from device.contract import DEFAULT_MODEL, POLARITIES
 from device.errors import ConfigError, ImageError, ModelError, OutputError
 from device.images import load_image
-from device.reader import POLARITIES, Reader, ReaderConfig
+from device.reader import Reader, ReaderConfig
 from device.reading import Box, Reading
 
 logger = logging.getLogger(__name__)

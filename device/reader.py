@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from device.classifier import Classifier, Floats, LiteRTClassifier
-from device.contract import DEFAULT_MODEL, NOT_A_DIGIT, Preprocessing
+from device.contract import DEFAULT_MODEL, NOT_A_DIGIT, POLARITIES, Preprocessing
 from device.errors import ConfigError
 from device.lifecycle import Closeable
 from device.normalize import normalize_batch
@@ -77,7 +77,6 @@ NONE_DIGIT_AT_LEAST = 0.1
 NONE_HEIGHTS = (0.8, 1.25)
 # Confidences are floored here before the log (a quantised model can output exactly 0).
 _MIN_CONFIDENCE = 1e-6
-POLARITIES = ("auto", "dark_on_light", "light_on_dark")
 
 
 class SegmentLike(Protocol):

@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from device import lines
+from device.contract import POLARITIES
 from device.errors import ConfigError, ImageError
 from device.pooled import POOL, up2
 
@@ -57,7 +58,6 @@ U8 = npt.NDArray[np.uint8]
 I32 = npt.NDArray[np.int32]
 F32 = npt.NDArray[np.float32]
 
-POLARITIES = ("auto", "dark_on_light", "light_on_dark")
 
 # Sizes that grow with the camera's resolution (stroke and line widths: the background filter,
 # the thickest line) are given in px at this many rows and scaled up for taller frames. Digit
