@@ -46,6 +46,25 @@ class LineRules:
     max_digit_height_frac: float  # of the frame height: the tallest digit allowed
 
 
+class Separator(NamedTuple):
+    """A vertical line (a cell border): its box and where it runs, in full-resolution px.
+
+    Perspective slants a border, so its box can be wider than the gap between two digits
+    beside it; ``x_at`` says where the line itself is on a given row.
+    """
+
+    x: int
+    y: int
+    w: int
+    h: int
+    x_top: float  # the line's centre on its first row ...
+    x_bottom: float  # ... and on its last
+
+    def x_at(self, row: float) -> float:
+        """The line's centre on ``row`` (beyond its ends, where it would run on)."""
+        return self.x_top + (self.x_bottom - self.x_top) * (row - self.y) / max(1, self.h)
+
+
 class Images(NamedTuple):
     """The full-resolution images a line is erased from (all the same shape, uint8)."""
 
@@ -72,7 +91,7 @@ def remove_lines(
     stats: I32,
     candidates: npt.NDArray[np.intp],
     rules: LineRules,
-) -> tuple[list[Box], bool]:
+) -> tuple[list[Separator], bool]:
     """Erase ruled lines / borders among the candidate components.
 
     Returns the vertical lines (they separate table cells) and whether any pixel was
@@ -89,7 +108,7 @@ def remove_lines(
     y1 = int((st[:, 1] + st[:, 3]).max())
     region = labels[y0:y1, x0:x1]
     mask = _select(region, st[:, :4] - np.array([x0, y0, 0, 0], np.int32), candidates)
-    vertical: list[Box] = []
+    vertical: list[Separator] = []
     # Per direction: (horizontal, grown half-resolution line map, line boxes, thickness).
     found_dir: list[tuple[bool, U8, I32, float]] = []
     for horizontal in (True, False):
@@ -153,8 +172,8 @@ def remove_lines(
         boxes[:, 0] += rx
         boxes[:, 1] += ry
         if not horizontal:
-            for sx, sy, sw, sh in (boxes * POOL).tolist():
-                vertical.append((sx + x0 * POOL, sy + y0 * POOL, sw, sh))
+            for line in (np.flatnonzero(is_line) + 1).tolist():
+                vertical.append(_separator(rl, rst, line, keep, rx + x0, ry + y0))
         # Grow along the line by half a kernel: the opening trims line ends and leaves
         # stubs at junctions that look like 1s.
         grow = (length, 1) if horizontal else (1, length)
@@ -252,6 +271,28 @@ def _erase_line_strip(
     for image in (region, contrast, strong):
         cv2.bitwise_and(image[core], keep, dst=image[core])
     return True
+
+
+def _separator(
+    labels: I32, stats: I32, i: int, kept: npt.NDArray[np.intp], ox: int, oy: int
+) -> Separator:
+    """Vertical run ``i`` of ``_label_sparse`` (kept columns ``kept``; the crop at half-res
+    ``ox``, ``oy``) as a full-resolution separator, its centre measured on its end rows."""
+    bx, by, bw, bh = (int(v) for v in stats[i, :4])
+    run = labels[by : by + bh, bx : bx + bw] == i
+    cols = kept[bx : bx + bw].astype(np.float64)
+    ends = max(1, bh // 8)  # an eighth of its length at each end
+    top = run[:ends].sum(axis=0) @ cols / max(1, int(run[:ends].sum()))
+    bottom = run[-ends:].sum(axis=0) @ cols / max(1, int(run[-ends:].sum()))
+    x = int(kept[bx])
+    return Separator(
+        (x + ox) * POOL,
+        (by + oy) * POOL,
+        (int(kept[bx + bw - 1]) - x + 1) * POOL,
+        bh * POOL,
+        float(top + ox + 0.5) * POOL,
+        float(bottom + ox + 0.5) * POOL,
+    )
 
 
 def _select(labels: I32, boxes: npt.NDArray[Any], ids: npt.NDArray[np.intp]) -> U8:

@@ -567,7 +567,9 @@ class Segmenter:
         floor = self.config.min_contrast * self._scale**_FLOOR_EXPONENT
         return max(min(floor, 254.0), otsu)
 
-    def _ink_and_lines(self, buf: _Buffers, level: float) -> tuple[int, I32, I32, list[Box], bool]:
+    def _ink_and_lines(
+        self, buf: _Buffers, level: float
+    ) -> tuple[int, I32, I32, list[lines.Separator], bool]:
         """Threshold at ``level``, erase lines, label what is left.
 
         Returns the components (count, labels, statistics), the vertical lines (cell
@@ -748,7 +750,7 @@ class Segmenter:
             out.append(b)
         return out
 
-    def _beside(self, number: list[_Blob], faint: Box, separators: list[Box]) -> bool:
+    def _beside(self, number: list[_Blob], faint: Box, separators: list[lines.Separator]) -> bool:
         """Whether ``faint`` could be a digit of ``number`` that the threshold missed: as tall
         as its digits, on its row, within the gap that chains digits, no border between."""
         cfg = self.config
@@ -772,13 +774,14 @@ class Segmenter:
                 return False
         return True
 
-    def _line_stub(self, b: _Blob, separators: list[Box]) -> bool:
+    def _line_stub(self, b: _Blob, separators: list[lines.Separator]) -> bool:
         """A thin blob in line with a vertical border, just past its end: a piece of it."""
         cfg = self.config
         if b.w > self._scaled(cfg.max_line_thickness):
             return False
         reach = cfg.line_kernel_frac * self._buf.shape[0] if self._buf else 0.0
-        for sx, sy, sw, sh in separators:
+        for sep in separators:
+            sx, sy, sw, sh = sep.x, sep.y, sep.w, sep.h
             if (
                 b.x >= sx - sw
                 and b.x1 <= sx + 2 * sw
@@ -871,7 +874,7 @@ class Segmenter:
         return _pieces_at(b, cuts, cfg.min_digit_height)
 
     # ---------------------------------------------------------------- grouping
-    def _group(self, blobs: list[_Blob], separators: list[Box]) -> list[list[_Blob]]:
+    def _group(self, blobs: list[_Blob], separators: list[lines.Separator]) -> list[list[_Blob]]:
         """Chain digits into numbers, then order numbers by rows and x."""
         cfg = self.config
         blobs = sorted(blobs, key=lambda b: b.x)
@@ -1137,14 +1140,18 @@ class _Extent(NamedTuple):
     y1: int
 
 
-def _between(a: _Blob | _Extent, b: _Blob | _Extent, sep: Box) -> bool:
-    """True when a vertical separator lies between a (left) and b and spans their rows."""
-    sx, sy, sw, sh = sep
-    centre = sx + sw / 2
-    if not (a.x1 - sw <= centre <= b.x + sw):
-        return False
+def _between(a: _Blob | _Extent, b: _Blob | _Extent, sep: lines.Separator) -> bool:
+    """True when a vertical separator runs between a (left) and b across their rows.
+
+    Where the line is on their rows, not its box: a border slanted by perspective has a box
+    wider than the gap between two digits. The box test (its centre, give or take its width)
+    split 9 numbers of 3,400 rendered frames at a border beside them, 4 read confidently.
+    """
     top, bottom = min(a.y, b.y), max(a.y1, b.y1)
-    return sy < bottom and sy + sh > top
+    if not (sep.y < bottom and sep.y + sep.h > top):
+        return False
+    x = sep.x_at((top + bottom) / 2)
+    return (a.x + a.x1) / 2 < x < (b.x + b.x1) / 2
 
 
 def _union(blobs: list[_Blob]) -> Box:

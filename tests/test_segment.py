@@ -84,6 +84,21 @@ def test_segment_ignores_table_borders() -> None:
         assert 25 <= h <= 60 and w < 60
 
 
+def test_a_slanted_border_beside_a_number_does_not_split_it() -> None:
+    # Perspective slants a cell's border: its box (x 270..310) spans the gap between the
+    # last two digits (x 224..256, 260..292), but on their rows it runs right of them both.
+    img = page(400, 300)
+    cv2.line(img, (310, 20), (270, 280), 30, 2)
+    cv2.line(img, (20, 20), (380, 20), 30, 2)
+    cv2.line(img, (20, 280), (380, 280), 30, 2)
+    write(img, "5834", 150, 110, 40)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [4]
+    # Digits on both sides of it still make two numbers.
+    write(img, "3", 315, 110, 40)
+    assert counts(Segmenter().segment(img)) == [4, 1]
+
+
 def test_segment_ignores_ruled_lines() -> None:
     img = page(400, 300)
     for y in range(30, 300, 45):
