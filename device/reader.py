@@ -96,8 +96,9 @@ class SegmenterLike(Protocol):
     """Finds digits in a frame, ordered by group (top to bottom, left to right), then by x.
 
     It may also have ``last_doubts``: why the last frame's numbers may be incomplete (each
-    makes the reading unsure); and ``last_polarity`` / ``last_polarity_sure``: when the
-    polarity it detected was unsure, the reader calls ``segment(frame, polarity=other)``.
+    makes the reading unsure); and ``last_polarity`` / ``last_polarity_sure`` /
+    ``last_polarity_auto``: when the polarity it detected was unsure, or it detected one and
+    nothing was read, the reader calls ``segment(frame, polarity=other)``.
     """
 
     def segment(self, frame: npt.NDArray[np.uint8]) -> Sequence[SegmentLike]: ...
@@ -219,10 +220,11 @@ class Reader(Closeable):
         model is unsure of the segmenter's own reading, the alternatives' crops are classified
         in a second call (one batch for the whole frame) and the most confident reading of
         the blob is kept. Where the segmenter was unsure of the frame's polarity (dark ink on
-        paper or light on dark) and the reading is unsure, the frame is also read the other
-        way and the better reading kept. A crop the model takes for no digit, unsurely, that
-        is shaped like the digits of its number is shown as its likeliest digit, and the
-        reading is then unsure (NONE_READ_BELOW). ``timings_ms`` has "segment", "normalize" and
+        paper or light on dark) and the reading is unsure, or it detected the polarity and
+        nothing was read, the frame is also read the other way and the better reading kept.
+        A crop the model takes for no digit, unsurely, that is shaped like the digits of its
+        number is shown as its likeliest digit, and the reading is then unsure
+        (NONE_READ_BELOW). ``timings_ms`` has "segment", "normalize" and
         "classify" (all passes); a caller that decoded the frame adds "decode".
         """
         timings: dict[str, float] = {}
@@ -230,7 +232,7 @@ class Reader(Closeable):
         text = text_of(digits)
         reason = self._verdict(text, digits, doubts)
         # (A confident reading is kept whatever the other way reads: no need to look.)
-        if reason and not getattr(self.segmenter, "last_polarity_sure", True):
+        if reason and self._polarity_in_doubt(digits):
             first = getattr(self.segmenter, "last_polarity", "")
             other = "light_on_dark" if first == "dark_on_light" else "dark_on_light"
             other_digits, other_doubts = self._read_once(frame, timings, other)
@@ -249,6 +251,16 @@ class Reader(Closeable):
             timings_ms=timings,
             frame_shape=tuple(frame.shape),
         )
+
+    def _polarity_in_doubt(self, digits: Sequence[DigitResult]) -> bool:
+        """Whether the frame's polarity may be wrong: the segmenter was unsure of it, or it
+        detected it and found no digit at all. A bold marker digit wider than the background
+        kernel looks like light paper framed by dark "ink". On 3,400 rendered frames: 3 more
+        read right, none lost; 4 that read nothing read one unsure wrong digit instead."""
+        seg = self.segmenter
+        if not getattr(seg, "last_polarity_sure", True):
+            return True
+        return not digits and bool(getattr(seg, "last_polarity_auto", False))
 
     def _read_once(
         self, frame: npt.NDArray[np.uint8], timings: dict[str, float], polarity: str | None

@@ -407,6 +407,7 @@ class Segmenter:
         self.last_polarity = ""  # what the last frame was read as, for logs and the web view
         # Whether the last frame's polarity was clear (always, unless auto-detected).
         self.last_polarity_sure = True
+        self.last_polarity_auto = False  # whether it was detected (config "auto", no override)
         # Why the last frame's numbers may be incomplete (for the reader's verdict).
         self.last_doubts: list[str] = []
         self._faint: list[Box] = []  # digit-sized ink that never reached the ink level
@@ -508,8 +509,10 @@ class Segmenter:
         gray, ox, oy = self._gray(frame)
         buf = self._buffers(*gray.shape)
         self._scale = max(1.0, gray.shape[0] / _REFERENCE_ROWS)
-        contrast, polarity, sure = self._contrast(gray, polarity or self.config.polarity)
+        wanted = polarity or self.config.polarity
+        contrast, polarity, sure = self._contrast(gray, wanted)
         self.last_polarity, self.last_polarity_sure = polarity, sure
+        self.last_polarity_auto = wanted == "auto"
         self._faint = []
         level = self._level(contrast)
         n, labels, stats, separators, erased = self._ink_and_lines(buf, level)

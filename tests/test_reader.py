@@ -165,18 +165,27 @@ class TwoWaySegmenter:
     """Unsure of the frame's polarity: finds ``dark`` read as dark ink on paper, ``light``
     read the other way; records the polarity of each call."""
 
-    def __init__(self, dark: list[FakeSegment], light: list[FakeSegment], sure: bool = False):
+    def __init__(
+        self,
+        dark: list[FakeSegment],
+        light: list[FakeSegment],
+        sure: bool = False,
+        auto: bool = True,
+    ):
         self.found = {"dark_on_light": dark, "light_on_dark": light}
         self.sure = sure
+        self.auto = auto  # False: the polarity comes from the config
         self.calls: list[str | None] = []
         self.last_polarity = ""
         self.last_polarity_sure = True
+        self.last_polarity_auto = False
         self.last_doubts: list[str] = []
 
     def segment(self, frame: np.ndarray, polarity: str | None = None) -> list[FakeSegment]:
         self.calls.append(polarity)
         self.last_polarity = polarity or "dark_on_light"
-        self.last_polarity_sure = polarity is not None or self.sure
+        self.last_polarity_sure = polarity is not None or self.sure or not self.auto
+        self.last_polarity_auto = polarity is None and self.auto
         return self.found[self.last_polarity]
 
 
@@ -236,6 +245,25 @@ def test_a_frame_of_sure_polarity_is_read_once() -> None:
     reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
     assert reader.read(FRAME).text == "42"
     assert segmenter.calls == [None]
+
+
+def test_a_frame_read_as_nothing_is_read_the_other_way_though_its_polarity_seemed_sure() -> None:
+    # A bold marker digit wider than the background kernel: read as dark ink, nothing.
+    classifier = FakeClassifier([4], [0.99])
+    segmenter = TwoWaySegmenter([], _digits(1), sure=True)
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
+    reading = reader.read(FRAME)
+    assert segmenter.calls == [None, "light_on_dark"]
+    assert reading.text == "4" and reading.confident
+
+
+def test_a_frame_read_as_nothing_keeps_the_polarity_the_config_gives() -> None:
+    classifier = FakeClassifier([4], [0.99])
+    segmenter = TwoWaySegmenter([], _digits(1), auto=False)
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.9), Preprocessing())
+    reading = reader.read(FRAME)
+    assert segmenter.calls == [None]
+    assert reading.text == "" and not reading.confident
 
 
 def _ambiguous(primary_span: int) -> list[FakeSegment]:

@@ -161,6 +161,7 @@ def test_segment_is_unsure_of_polarity_only_when_both_kinds_of_ink_weigh_the_sam
     seg = Segmenter()
     seg.segment(img)
     assert seg.last_polarity == "dark_on_light" and seg.last_polarity_sure
+    assert seg.last_polarity_auto  # detected, not given
     write(img, "52", 300, 140, 40, ink=226)  # ... and the same digits in light ink beside it
     seg.segment(img)
     assert not seg.last_polarity_sure
@@ -168,6 +169,7 @@ def test_segment_is_unsure_of_polarity_only_when_both_kinds_of_ink_weigh_the_sam
     # is one wide blob) and does not doubt it.
     light = seg.segment(img, polarity="light_on_dark")
     assert seg.last_polarity == "light_on_dark" and seg.last_polarity_sure
+    assert not seg.last_polarity_auto
     assert [s.box[0] > 250 for s in light] == [False, True, True]
     dark = seg.segment(img, polarity="dark_on_light")
     assert [s.box[0] < 250 for s in dark] == [True, True, False]
