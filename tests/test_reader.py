@@ -257,6 +257,17 @@ def test_a_frame_read_as_nothing_is_read_the_other_way_though_its_polarity_seeme
     assert reading.text == "4" and reading.confident
 
 
+def test_an_unsure_reading_the_other_way_does_not_replace_nothing() -> None:
+    # Read the wrong way, an empty page's texture gives digits, none of them sure.
+    classifier = FakeClassifier([1, 1, 2], [0.6, 0.9, 0.5])
+    segmenter = TwoWaySegmenter([], _digits(3), sure=True)
+    reader = Reader(classifier, segmenter, ReaderConfig(threshold=0.95), Preprocessing())
+    reading = reader.read(FRAME)
+    assert segmenter.calls == [None, "light_on_dark"]
+    assert reading.text == "" and not reading.confident
+    assert segmenter.last_polarity == "dark_on_light"
+
+
 def test_a_frame_read_as_nothing_keeps_the_polarity_the_config_gives() -> None:
     classifier = FakeClassifier([4], [0.99])
     segmenter = TwoWaySegmenter([], _digits(1), auto=False)
