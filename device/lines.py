@@ -172,8 +172,10 @@ def remove_lines(
         boxes[:, 0] += rx
         boxes[:, 1] += ry
         if not horizontal:
-            for line in (np.flatnonzero(is_line) + 1).tolist():
-                vertical.append(_separator(rl, rst, line, keep, rx + x0, ry + y0))
+            ids = (np.flatnonzero(is_line) + 1).tolist()
+            for line, (sx, sy, sw, sh) in zip(ids, (boxes * POOL).tolist(), strict=True):
+                box = (sx + x0 * POOL, sy + y0 * POOL, sw, sh)
+                vertical.append(_separator(box, rl, rst[line], line, keep, rx + x0))
         # Grow along the line by half a kernel: the opening trims line ends and leaves
         # stubs at junctions that look like 1s.
         grow = (length, 1) if horizontal else (1, length)
@@ -274,25 +276,18 @@ def _erase_line_strip(
 
 
 def _separator(
-    labels: I32, stats: I32, i: int, kept: npt.NDArray[np.intp], ox: int, oy: int
+    box: Box, labels: I32, stat: I32, line: int, kept: npt.NDArray[np.intp], ox: int
 ) -> Separator:
-    """Vertical run ``i`` of ``_label_sparse`` (kept columns ``kept``; the crop at half-res
-    ``ox``, ``oy``) as a full-resolution separator, its centre measured on its end rows."""
-    bx, by, bw, bh = (int(v) for v in stats[i, :4])
-    run = labels[by : by + bh, bx : bx + bw] == i
+    """The vertical line at full-resolution ``box``: run ``line`` of ``_label_sparse`` (its
+    statistics ``stat``, kept columns ``kept``, the crop ``ox`` half-res px into the frame),
+    its centre measured on the rows at each end."""
+    bx, by, bw, bh = (int(v) for v in stat[:4])
+    run = labels[by : by + bh, bx : bx + bw] == line
     cols = kept[bx : bx + bw].astype(np.float64)
     ends = max(1, bh // 8)  # an eighth of its length at each end
     top = run[:ends].sum(axis=0) @ cols / max(1, int(run[:ends].sum()))
     bottom = run[-ends:].sum(axis=0) @ cols / max(1, int(run[-ends:].sum()))
-    x = int(kept[bx])
-    return Separator(
-        (x + ox) * POOL,
-        (by + oy) * POOL,
-        (int(kept[bx + bw - 1]) - x + 1) * POOL,
-        bh * POOL,
-        float(top + ox + 0.5) * POOL,
-        float(bottom + ox + 0.5) * POOL,
-    )
+    return Separator(*box, float(top + ox + 0.5) * POOL, float(bottom + ox + 0.5) * POOL)
 
 
 def _select(labels: I32, boxes: npt.NDArray[Any], ids: npt.NDArray[np.intp]) -> U8:
