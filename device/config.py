@@ -159,6 +159,12 @@ class ReaderSection(_Section):
     )
     polarity: str = _f("auto", "ink darker or lighter than the paper", choices=POLARITIES)
     num_threads: int = _f(1, "CPU threads for the interpreter", min=1, max=8)
+    views_below: float = _f(
+        0.99,
+        "digits read below this confidence are read again a pixel off each way; 0 = once only",
+        min=0.0,
+        max=1.0,
+    )
 
     def check(self) -> None:
         if len(self.roi) not in (0, 4):

@@ -523,6 +523,7 @@ def build_reader(config: Config) -> Any:
         roi=(r.roi[0], r.roi[1], r.roi[2], r.roi[3]) if r.roi else None,
         polarity=r.polarity,
         num_threads=r.num_threads,
+        views_below=r.views_below,
     )
     return Reader.from_model(Path(r.model), reader_config)
 

@@ -655,10 +655,10 @@ def _glyph_lines(fa: dict[Any, Any]) -> list[str]:
     if not lines:
         return []
     return [
-        "The frames are drawn from MNIST test digits, a few of which the model misreads even "
-        "clean; a frame holding one is usually read wrong whatever the camera and the "
-        "segmenter do. Exact match on the other frames is what the camera, the segmenter "
-        "and the model's camera-crop errors cost:",
+        "The frames are drawn from MNIST test digits, a few of which the reader's classifier "
+        "(second look included) misreads even clean; a frame holding one is usually read "
+        "wrong whatever the camera and the segmenter do. Exact match on the other frames is "
+        "what the camera, the segmenter and the model's camera-crop errors cost:",
         "\n".join(lines),
     ]
 

@@ -8,8 +8,9 @@ tags), tab-separated, for a closer look. This is how a change to the segmenter o
 measured on fresh frames before ``make bench``.
 
 Frames rendered from MNIST test digits also name each digit drawn; the last line then counts
-the frames holding a digit the model misreads even clean, and exact match on the others: what
-the camera and the segmenter cost, apart from the model's own MNIST errors.
+the frames holding a digit the reader's classifier (second look included) misreads even clean,
+and exact match on the others: what the camera and the segmenter cost, apart from the
+classifier's own MNIST errors.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def glyph_line(g: GlyphSplit) -> str:
     """One sentence on the frames holding a digit the model misreads even clean."""
     clean = g.frames - g.hard
     return (
-        f"frames holding an MNIST digit the model misreads even clean: {g.hard} of {g.frames} "
+        f"frames holding an MNIST digit the classifier misreads even clean: {g.hard} of {g.frames} "
         f"({100.0 * g.hard / g.frames:.1f}%), read right anyway {g.hard_right}; exact match on "
         f"the other {clean}: {g.clean_right} ({100.0 * g.clean_right / max(1, clean):.1f}%)"
     )

@@ -93,6 +93,7 @@ def test_dotted_keys_are_located_too(tmp_path: Path) -> None:
         ("[leds]\ngreen = 17.5\n", r"leds\.green must be a whole number"),
         ("[source]\nfps = 500\n", r"source\.fps must be between 0 and 120 \(got 500\.0\)"),
         ("[reader]\nthreshold = 1.5\n", r"reader\.threshold must be between 0 and 1"),
+        ("[reader]\nviews_below = 2\n", r"reader\.views_below must be between 0 and 1"),
         ('[source]\nkind = "usb"\n', r"source\.kind must be one of picamera, opencv, recorded"),
         ("[reader]\nroi = [1, 2, 3]\n", r"reader\.roi must be \[\] or \[x, y, w, h\]"),
         ('[reader]\npattern = "(\\\\d"\n', r"reader\.pattern is not a valid regular expression"),

@@ -18,6 +18,7 @@ from device.images import load_image
 from device.reader import (
     DEFAULT_THRESHOLD,
     SPLIT_SURE,
+    VIEWS_BELOW,
     Reader,
     ReaderConfig,
     text_of,
@@ -532,6 +533,8 @@ def test_threshold_defaults_to_the_manifest_recommendation() -> None:
         ("roi", (-1, 0, 5, 10), "roi"),
         ("polarity", "inverted", "polarity"),
         ("num_threads", 0, "num_threads"),
+        ("views_below", 1.5, "views_below"),
+        ("views_below", -0.1, "views_below"),
     ],
 )
 def test_reader_config_rejects_bad_values_naming_the_field(
@@ -593,6 +596,14 @@ def test_edit_distance_counts_insertions_deletions_and_substitutions() -> None:
 def real_reader() -> Any:
     with Reader.from_model(DEFAULT_MODEL, ReaderConfig()) as reader:
         yield reader
+
+
+def test_the_real_reader_takes_a_second_look_at_unsure_digits_as_configured() -> None:
+    assert ReaderConfig().views_below == VIEWS_BELOW > 0
+    with Reader.from_model(DEFAULT_MODEL, ReaderConfig(views_below=0.0)) as once:
+        assert once.classifier.views_below == 0.0
+    with Reader.from_model(DEFAULT_MODEL, ReaderConfig(views_below=0.5)) as reader:
+        assert reader.classifier.views_below == 0.5
 
 
 def test_reader_reads_the_recorded_frames(real_reader: Reader) -> None:
