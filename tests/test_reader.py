@@ -678,6 +678,28 @@ def test_reader_splits_touching_mnist_digits_the_segmenter_keeps_whole(
     assert real_reader.read(page).text == "72"
 
 
+@pytest.mark.parametrize(("left", "right", "overlap"), [("1", "3", 1), ("4", "1", 3)])
+def test_reader_cuts_a_touching_1_off_the_digit_beside_it(
+    real_reader: Reader,
+    mnist_test: tuple[np.ndarray, np.ndarray],
+    left: str,
+    right: str,
+    overlap: int,
+) -> None:
+    """A "1" touching its neighbour is a stem at the blob's edge, off the middle where the
+    two-way cuts look (read "8" and "0" before the edge cuts)."""
+    x, y = mnist_test
+    one = x[int(np.flatnonzero(y == 1)[2])]  # an upright "1" with a foot
+    one = np.asarray(one[:, one.max(axis=0) > 0])
+    a, b = (one if d == "1" else _first(x, y, int(d)) for d in (left, right))
+    ink = np.zeros((28, a.shape[1] + b.shape[1] - overlap), np.uint8)
+    ink[:, : a.shape[1]] = a
+    np.maximum(ink[:, a.shape[1] - overlap :], b, out=ink[:, a.shape[1] - overlap :])
+    page = _mnist_page(ink)
+    assert len(real_reader.segmenter.segment(page)) == 1  # one blob: the digits touch
+    assert real_reader.read(page).text == left + right
+
+
 def test_reader_keeps_a_wide_mnist_zero_whole(
     real_reader: Reader, mnist_test: tuple[np.ndarray, np.ndarray]
 ) -> None:
