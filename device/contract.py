@@ -8,7 +8,6 @@ normalised digits into the model's input tensor.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from device.digest import sha256
 from device.errors import ContractError, ModelMismatchError, ModelMissingError
 
 # Ink relative to the paper: a crop's (and the model's input's) polarity, and what the
@@ -184,7 +184,7 @@ def parse_contract(data: Any, where: str = "manifest") -> ModelContract:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    digest = sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)

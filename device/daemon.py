@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ from device.config import (
     with_overrides,
 )
 from device.decision import Decider
+from device.digest import blake2b
 from device.errors import (
     ConfigError,
     ModelError,
@@ -98,7 +98,7 @@ def memory_mb() -> dict[str, float]:
 
 
 def _fingerprint(frame: Frame) -> bytes:
-    return hashlib.blake2b(frame[::STALE_STRIDE, ::STALE_STRIDE].tobytes(), digest_size=16).digest()
+    return blake2b(frame[::STALE_STRIDE, ::STALE_STRIDE].tobytes(), digest_size=16).digest()
 
 
 class Daemon:
