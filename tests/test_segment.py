@@ -394,7 +394,9 @@ def test_a_later_part_of_a_width_split_holding_two_digits_offers_its_own_cut() -
     assert middle.alternatives and all(len(alt) == 2 for alt in middle.alternatives)
     for left, right in middle.alternatives:
         assert left.box[0] + left.box[2] <= right.box[0] + 1
-        assert all(22 <= p.box[2] <= 34 and p.ink.max() > 0.5 for p in (left, right))
+        assert all(p.ink.max() > 0.5 for p in (left, right))
+    # Cut between the two 0s (the edge cuts, which look for a touching "1", add slivers).
+    assert any(all(22 <= p.box[2] <= 34 for p in alt) for alt in middle.alternatives)
     assert last.alternatives == ()
 
 
