@@ -434,3 +434,31 @@ def test_digits_joined_by_a_rule_the_line_finder_missed_are_stripped_apart() -> 
     assert all(b.y == 102 and b.h >= 18 for b in parts)  # each keeps its full height
     # A blob without a rule row is left alone.
     assert _strip_rule(_Blob(0, 0, 10, 20, np.ones((20, 10), bool), 200)) == []
+
+
+def _parts_offered(img: np.ndarray) -> list[list[tuple[int, int, int, int]]]:
+    segs = Segmenter().segment(img)
+    assert len(segs) == 1
+    return [[p.box for p in alt] for alt in segs[0].alternatives]
+
+
+def test_a_touching_1_is_offered_cut_off_at_the_blobs_edge() -> None:
+    img = page()
+    cv2.line(img, (100, 80), (100, 130), INK, 4, cv2.LINE_AA)  # the "1"
+    cv2.ellipse(img, (118, 105), (14, 24), 0, 0, 360, INK, 4, cv2.LINE_AA)  # a "0" touching it
+    cuts = _parts_offered(img)
+    # The stem alone on one side, the whole 0 on the other: a cut near the left edge.
+    assert any(
+        len(alt) == 2 and alt[0][2] <= 10 and alt[0][3] >= 45 and alt[1][2] >= 25 for alt in cuts
+    )
+
+
+def test_a_9s_stem_is_not_offered_cut_from_its_loop() -> None:
+    img = page()
+    cv2.circle(img, (110, 92), 15, INK, 4, cv2.LINE_AA)  # the loop, 37 of the 59 px
+    cv2.line(img, (125, 88), (125, 130), INK, 4, cv2.LINE_AA)  # the stem down its right side
+    segs = Segmenter().segment(img)
+    assert len(segs) == 1 and segs[0].box[3] >= 55
+    # The stem alone is a "1" and the loop alone a "0": both parts must be nearly full height.
+    for alt in segs[0].alternatives:
+        assert all(p.box[3] >= 0.7 * segs[0].box[3] for p in alt), [p.box for p in alt]
