@@ -2,9 +2,10 @@
 
 ``import hashlib`` loads OpenSSL's libcrypto through ``_hashlib`` even when only these two are
 needed, and on this project's x86 VM that raised the daemon's peak resident memory by 3.4 MB
-(80.0 -> 76.7 MB over the bench's 500 frames). The device hashes one 64 KB model file at start
-and a strided sample of each frame, so the built-ins' speed does not matter. Where an
-interpreter lacks them, ``hashlib`` is the fallback.
+(80.0 -> 76.7 MB over the bench's 500 frames) with NumPy 2; NumPy 1.x (the Pi's venv, for
+picamera2) imports hashlib itself, so there the saving is nil. The device hashes one 64 KB
+model file at start and a strided sample of each frame, so the built-ins' speed does not
+matter. Where an interpreter lacks them, ``hashlib`` is the fallback.
 """
 
 from __future__ import annotations
