@@ -856,24 +856,29 @@ class Segmenter:
         clean = _clean_cut(b.mask)
         if clean is not None:
             cuts.append(clean)
-        if b.w / b.h >= cfg.alternative_aspect:
-            cuts += [c for c in _two_way_cuts(b.mask) if c != clean]
+        aspect = b.w / b.h
+        edge: list[tuple[int, int]] = []
+        if aspect >= min(cfg.alternative_aspect, _EDGE_MIN_ASPECT):
+            profile = _weakness(b.mask)  # both kinds of cut look for its weakest columns
+            if aspect >= cfg.alternative_aspect:
+                cuts += [c for c in _two_way_cuts(profile) if c != clean]
+            if aspect >= _EDGE_MIN_ASPECT:
+                edge = _edge_cuts(profile)
         out = [
             parts
             for c in cuts
             if len(parts := _pieces_at(b, [0, c, b.w], cfg.min_digit_height)) == 2
         ]
-        if b.w / b.h >= _EDGE_MIN_ASPECT:
-            for c, stem_side in _edge_cuts(b.mask):
-                if c in cuts:
-                    continue
-                parts = _pieces_at(b, [0, c, b.w], cfg.min_digit_height)
-                if (
-                    len(parts) == 2
-                    and _is_stem(parts[stem_side], b.h)
-                    and parts[1 - stem_side].h >= _STEM_TALL * b.h
-                ):
-                    out.append(parts)
+        for c, stem_side in edge:
+            if c in cuts:
+                continue
+            parts = _pieces_at(b, [0, c, b.w], cfg.min_digit_height)
+            if (
+                len(parts) == 2
+                and _is_stem(parts[stem_side], b.h)
+                and parts[1 - stem_side].h >= _STEM_TALL * b.h
+            ):
+                out.append(parts)
         return out
 
     def _cut(self, b: _Blob, count: int, search: float | None = None) -> list[_Blob]:
@@ -1128,14 +1133,14 @@ def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
     return None
 
 
-def _two_way_cuts(mask: npt.NDArray[np.bool_]) -> list[int]:
-    """Candidate columns where a blob may be two touching digits, one per window.
+def _two_way_cuts(profile: npt.NDArray[np.int64]) -> list[int]:
+    """Candidate columns where a blob may be two touching digits, one per window, from its
+    ``_weakness`` profile.
 
     Where touching digits overlap, the weakest column is often inside one of them, so the
     reader is offered a cut left of, at and right of the middle and keeps what reads best.
     """
-    w = mask.shape[1]
-    profile = _weakness(mask)
+    w = profile.size
     cuts: list[int] = []
     for lo_frac, hi_frac in itertools.pairwise(_ALTERNATIVE_WINDOWS):
         lo, hi = int(lo_frac * w), max(int(lo_frac * w) + 1, int(hi_frac * w))
@@ -1145,11 +1150,10 @@ def _two_way_cuts(mask: npt.NDArray[np.bool_]) -> list[int]:
     return cuts
 
 
-def _edge_cuts(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """The weakest column near each side of a blob, where a touching "1" would be cut off:
-    (column, index of the side's part: 0 left, 1 right)."""
-    w = mask.shape[1]
-    profile = _weakness(mask)
+def _edge_cuts(profile: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """The weakest column near each side of a blob (from its ``_weakness`` profile), where a
+    touching "1" would be cut off: (column, index of the side's part: 0 left, 1 right)."""
+    w = profile.size
     out: list[tuple[int, int]] = []
     lo, hi = max(1, int(_EDGE_WINDOW[0] * w)), int(_EDGE_WINDOW[1] * w) + 1
     if hi > lo:
