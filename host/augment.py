@@ -2,15 +2,17 @@
 
 Two kinds: (1) static style variants drawn once on copies of MNIST digits — crossed 7s,
 continental 1s with a long upstroke — because MNIST (US census writers) has few of them;
-(2) random per-batch distortions in the TensorFlow graph: small rotation/scale/shift (segmentation
-and normalisation are never exact), stroke thickness (marker vs pencil), blur and sensor noise.
+(2) random per-batch distortions in a Keras layer that runs on any Keras backend: small
+rotation/scale/shift (segmentation and normalisation are never exact), stroke thickness (marker
+vs pencil), blur and sensor noise.
 """
 
 from __future__ import annotations
 
 import cv2
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from device.normalize import normalize_digit
 
@@ -91,50 +93,64 @@ def renormalize(x: np.ndarray) -> np.ndarray:
     return np.stack([normalize_digit(img) for img in x]).astype(np.float32)
 
 
-def _affine_params(batch: int, seed: tf.Tensor) -> tf.Tensor:
-    s = tf.random.experimental.stateless_split(seed, 4)
-    angle = tf.random.stateless_uniform([batch], s[0], -1.0, 1.0) * np.deg2rad(MAX_ROTATION_DEG)
-    scale = tf.random.stateless_uniform([batch], s[1], SCALE_RANGE[0], SCALE_RANGE[1])
-    shift = tf.random.stateless_uniform([batch, 2], s[2], -MAX_SHIFT_PX, MAX_SHIFT_PX)
-    c = 13.5
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    # Inverse map output->input around the image centre (what ImageProjectiveTransform expects).
-    a0, a1 = cos, -sin
-    b0, b1 = sin, cos
-    a2 = c - a0 * (c + shift[:, 0]) - a1 * (c + shift[:, 1])
-    b2 = c - b0 * (c + shift[:, 0]) - b1 * (c + shift[:, 1])
-    zeros = tf.zeros_like(a0)
-    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+class CameraAugment(keras.layers.Layer):
+    """Random geometric + photometric distortion of a batch (N, 28, 28, 1) float32 in [0, 1],
+    applied only while training (an identity at inference).
 
+    Written in ``keras.ops`` and ``keras.random`` so that the same training runs on any Keras
+    backend: TensorFlow on a laptop, JAX or PyTorch on a GPU machine.
+    """
 
-@tf.function
-def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random geometric + photometric distortion of a batch (N, 28, 28, 1) float32 in [0, 1]."""
-    batch = tf.shape(images)[0]
-    s = tf.random.experimental.stateless_split(seed, 6)
-    x = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=_affine_params(batch, s[0]),
-        output_shape=tf.constant([28, 28]),
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
-    # Stroke thickness: max-pool dilates (marker), min-pool erodes (pencil).
-    u = tf.random.stateless_uniform([batch, 1, 1, 1], s[1])
-    thick = tf.nn.max_pool2d(x, 2, 1, "SAME")
-    thin = -tf.nn.max_pool2d(-x, 2, 1, "SAME")
-    x = tf.where(u < THICKEN_PROB, thick, tf.where(u > 1.0 - THIN_PROB, 0.5 * (x + thin), x))
-    # Blur: a 3x3 box/gaussian mix, as from a slightly defocused camera.
-    kernel = (
-        tf.constant([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])[:, :, None, None] / 16.0
-    )
-    blurred = tf.nn.conv2d(x, kernel, 1, "SAME")
-    ub = tf.random.stateless_uniform([batch, 1, 1, 1], s[2])
-    x = tf.where(ub < BLUR_PROB, blurred, x)
-    # Sensor noise, then renormalise the peak to 1 like the device's normalisation does.
-    std = tf.random.stateless_uniform([batch, 1, 1, 1], s[3], 0.0, NOISE_STD_MAX)
-    x = x + std * tf.random.stateless_normal(tf.shape(x), s[4])
-    x = tf.clip_by_value(x, 0.0, 1.0)
-    peak = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
-    return tf.math.divide_no_nan(x, peak)
+    def __init__(self, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        return self._distort(images)
+
+    def _uniform(self, shape, low=0.0, high=1.0):
+        return keras.random.uniform(shape, low, high, seed=self.seed_generator)
+
+    def _affine(self, batch):
+        angle = self._uniform((batch,), -1.0, 1.0) * np.deg2rad(MAX_ROTATION_DEG)
+        scale = self._uniform((batch,), *SCALE_RANGE)
+        dx = self._uniform((batch,), -MAX_SHIFT_PX, MAX_SHIFT_PX)
+        dy = self._uniform((batch,), -MAX_SHIFT_PX, MAX_SHIFT_PX)
+        c = 13.5
+        cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+        # Inverse map output->input around the image centre (what affine_transform expects).
+        a0, a1, b0, b1 = cos, -sin, sin, cos
+        a2 = c - a0 * (c + dx) - a1 * (c + dy)
+        b2 = c - b0 * (c + dx) - b1 * (c + dy)
+        zeros = ops.zeros_like(a0)
+        return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+    def _distort(self, images):
+        batch = ops.shape(images)[0]
+        x = ops.image.affine_transform(
+            images, self._affine(batch), interpolation="bilinear", fill_mode="constant"
+        )
+        # Stroke thickness: max-pool dilates (marker), min-pool erodes (pencil).
+        u = self._uniform((batch, 1, 1, 1))
+        thick = ops.max_pool(x, 2, 1, "same")
+        thin = -ops.max_pool(-x, 2, 1, "same")
+        x = ops.where(u < THICKEN_PROB, thick, ops.where(u > 1.0 - THIN_PROB, 0.5 * (x + thin), x))
+        # Blur: a 3x3 binomial kernel, as from a slightly defocused camera.
+        kernel = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], np.float32)[:, :, None, None] / 16
+        blurred = ops.conv(x, ops.convert_to_tensor(kernel), 1, "same")
+        x = ops.where(self._uniform((batch, 1, 1, 1)) < BLUR_PROB, blurred, x)
+        # Sensor noise, then renormalise the peak to 1 like the device's normalisation does.
+        std = self._uniform((batch, 1, 1, 1), 0.0, NOISE_STD_MAX)
+        x = x + std * keras.random.normal(ops.shape(x), seed=self.seed_generator)
+        x = ops.clip(x, 0.0, 1.0)
+        peak = ops.max(x, axis=(1, 2, 3), keepdims=True)
+        return ops.divide_no_nan(x, peak)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}

@@ -132,7 +132,7 @@ def render_crops(
     import multiprocessing
     import os
 
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or min(16, os.cpu_count() or 1)
     bounds = np.linspace(0, frames, workers + 1).astype(int)
     jobs = [(seed, int(a), int(b), indices) for a, b in itertools.pairwise(bounds)]
     started = time.monotonic()

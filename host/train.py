@@ -64,7 +64,13 @@ def load_extra(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.uint8)
 
 
-def prepare_data(arch: str, limit: int | None, rng: np.random.Generator, camera_frames: int = 0):
+def prepare_data(
+    arch: str,
+    limit: int | None,
+    rng: np.random.Generator,
+    camera_frames: int = 0,
+    mnist_repeat: int = 1,
+):
     from host import augment
 
     data = load_mnist()
@@ -83,6 +89,9 @@ def prepare_data(arch: str, limit: int | None, rng: np.random.Generator, camera_
     y_tr = np.concatenate([y_tr, vy])
     logger.info("added %d style variants (crossed 7, continental 1)", len(vx))
     x_tr = augment.renormalize(x_tr)
+    if mnist_repeat > 1:
+        # Each copy is augmented differently: MNIST keeps its weight against many camera crops.
+        x_tr, y_tr = np.concatenate([x_tr] * mnist_repeat), np.concatenate([y_tr] * mnist_repeat)
     if camera_frames:
         from host.crops import camera_crops
 
@@ -90,27 +99,6 @@ def prepare_data(arch: str, limit: int | None, rng: np.random.Generator, camera_
         logger.info("added %d camera-like crops from %d rendered frames", len(cx), camera_frames)
         x_tr, y_tr = np.concatenate([x_tr, cx]), np.concatenate([y_tr, cy])
     return x_tr, y_tr, augment.renormalize(x_val), y_val
-
-
-def make_dataset(x: np.ndarray, y: np.ndarray, augment_on: bool, seed: int, shuffle: bool):
-    import tensorflow as tf
-
-    from host import augment
-
-    ds = tf.data.Dataset.from_tensor_slices((x[..., None], y.astype(np.int32)))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(BATCH_SIZE)
-    if augment_on:
-        counter = tf.data.Dataset.counter()
-        ds = tf.data.Dataset.zip((ds, counter)).map(
-            lambda xy, i: (
-                augment.augment_batch(xy[0], tf.stack([tf.cast(i, tf.int32), seed])),
-                xy[1],
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _check_writable(out: Path) -> None:
@@ -138,7 +126,9 @@ def train(args: argparse.Namespace) -> Path:
     rng = np.random.default_rng(args.seed)
 
     camera_frames = 0 if args.arch == "seed" or args.limit else args.camera_frames
-    x_tr, y_tr, x_val, y_val = prepare_data(args.arch, args.limit, rng, camera_frames)
+    x_tr, y_tr, x_val, y_val = prepare_data(
+        args.arch, args.limit, rng, camera_frames, args.mnist_repeat
+    )
     if args.extra:
         ex, ey = load_extra(Path(args.extra))
         x_tr, y_tr = np.concatenate([x_tr, ex]), np.concatenate([y_tr, ey])
@@ -160,8 +150,14 @@ def train(args: argparse.Namespace) -> Path:
     print(f"parameters: {model.count_params():,}  multiply-accumulates per digit: {macs:,}")
 
     augment_on = args.arch == "default" and not args.no_augment
-    train_ds = make_dataset(x_tr, y_tr, augment_on, args.seed, shuffle=True)
-    val_ds = make_dataset(x_val, y_val, False, args.seed, shuffle=False)
+    trainer = model
+    if augment_on:
+        # The distortions run inside the training graph (on whatever backend Keras uses) and
+        # only while training; what is saved is the network alone.
+        from host.augment import CameraAugment
+
+        inputs = keras.Input(model.input_shape[1:])
+        trainer = keras.Model(inputs, model(CameraAugment(args.seed, name="augment")(inputs)))
     steps = int(np.ceil(len(x_tr) / BATCH_SIZE)) * epochs
     if args.arch == "seed":
         optimizer = keras.optimizers.Adam()
@@ -175,9 +171,19 @@ def train(args: argparse.Namespace) -> Path:
         )
         optimizer = keras.optimizers.Adam(schedule)
     # Keras 3 compile() takes keywords: positional metrics would land in loss_weights.
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainer.compile(
+        optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     started = time.monotonic()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=args.verbose)
+    history = trainer.fit(
+        x_tr[..., None],
+        y_tr.astype(np.int32),
+        batch_size=BATCH_SIZE,
+        epochs=epochs,
+        shuffle=True,
+        validation_data=(x_val[..., None], y_val.astype(np.int32)),
+        verbose=args.verbose,
+    )
     seconds = time.monotonic() - started
 
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
@@ -191,6 +197,7 @@ def train(args: argparse.Namespace) -> Path:
         "limit": args.limit,
         "augment": augment_on,
         "camera_frames": camera_frames,
+        "mnist_repeat": args.mnist_repeat,
         "init_from": str(args.init_from) if args.init_from else None,
         "extra": str(args.extra) if args.extra else None,
         "train_samples": len(x_tr),
@@ -200,6 +207,7 @@ def train(args: argparse.Namespace) -> Path:
         "macs": macs,
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "keras_version": keras.__version__,
+        "keras_backend": keras.backend.backend(),
     }
     info_path = out.with_suffix(".train.json")
     tmp_info = info_path.with_name(f".{info_path.name}.tmp")
@@ -231,10 +239,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="render this many frames from MNIST training digits and add the device's crops "
         "of them (default arch; 0 = off)",
     )
+    p.add_argument(
+        "--mnist-repeat",
+        type=int,
+        default=1,
+        help="present each MNIST training digit this many times per epoch (default arch)",
+    )
     p.add_argument("--verbose", type=int, default=1, help="Keras progress: 0 none, 1 bar, 2 lines")
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         p.error("--epochs must be at least 1")
+    if not 1 <= args.mnist_repeat <= 10:
+        p.error("--mnist-repeat must be 1..10")
     if args.limit is not None and args.limit < 100:
         p.error("--limit must be at least 100")
     return args

@@ -85,12 +85,29 @@ def test_init_from_continues_and_extra_images_are_used(tiny_model: Path, tmp_pat
     out = tmp_path / "ft.keras"
     r = run(
         "-m", "host.train", "--limit", "500", "--epochs", "1", "--init-from", str(tiny_model),
-        "--extra", str(extra), "--out", str(out), "--verbose", "0",
+        "--extra", str(extra), "--out", str(out), "--verbose", "0", "--mnist-repeat", "2",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "broken.png" in r.stderr  # reported by path and skipped
     info = json.loads(out.with_suffix(".train.json").read_text())
-    assert info["init_from"] == str(tiny_model) and info["train_samples"] > 500
+    assert info["init_from"] == str(tiny_model) and info["mnist_repeat"] == 2
+    # 500 MNIST digits (plus a few style variants) presented twice, and the two own images.
+    assert 1000 < info["train_samples"] < 1200
+
+
+def test_saved_model_is_the_network_without_the_training_augmentation(tiny_model: Path):
+    import keras
+
+    model = keras.models.load_model(tiny_model)
+    assert model.name == "default" and model.output_shape == (None, 11)
+    assert not [layer.name for layer in model.layers if "augment" in layer.name]
+    info = json.loads(tiny_model.with_suffix(".train.json").read_text())
+    assert info["augment"] is True and info["mnist_repeat"] == 1
+
+
+def test_mnist_repeat_out_of_range_is_refused():
+    r = run("-m", "host.train", "--mnist-repeat", "0", "--limit", "100", "--out", "/tmp/x.keras")
+    assert r.returncode == 2 and "--mnist-repeat must be 1..10" in r.stderr
 
 
 def test_wrong_arch_is_a_clear_error():
