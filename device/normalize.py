@@ -56,9 +56,21 @@ def _looks_dark_on_light(img: FloatImage) -> bool:
     return float(np.median(border)) > float(np.mean(img))
 
 
+def _image_moments(img: FloatImage) -> dict[str, float]:
+    """``cv2.moments`` of an image, also when it is two pixels wide.
+
+    OpenCV takes a float32 array of shape (N, 2) for N points of a contour, not an image: a thin
+    1 fitted two pixels wide got the moments of a polygon, and its centre of mass landed far off
+    (the stroke was pushed half out of the 28x28 field). A blank third column changes no moment.
+    """
+    if img.shape[1] == 2:
+        img = cv2.copyMakeBorder(img, 0, 0, 0, 1, cv2.BORDER_CONSTANT, value=0.0)
+    return cv2.moments(img)
+
+
 def deskew(ink: FloatImage) -> FloatImage:
     """Remove slant by shearing so the second-moment axis is vertical (a classic MNIST step)."""
-    m = cv2.moments(ink)
+    m = _image_moments(ink)
     if abs(m["mu02"]) < 1e-6:
         return ink
     skew = m["mu11"] / m["mu02"]
@@ -135,7 +147,7 @@ def _place(ink: npt.NDArray[np.generic], pre: Preprocessing, dst: FloatImage) ->
     # readings in each set; MNIST test digits read the same (99.48%), as fast.
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     small = cv2.resize(img, (new_w, new_h), interpolation=interp)
-    m = cv2.moments(small)
+    m = _image_moments(small)
     if m["m00"] <= 0:
         return False
     cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]

@@ -29,6 +29,20 @@ def test_digit_fits_20px_box_with_centre_of_mass_at_14(digits):
     assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
 
 
+@pytest.mark.parametrize("width", [4, 5, 6, 7, 9])
+def test_a_thin_one_fitted_two_pixels_wide_is_centred_whole(width):
+    # A 75 px stroke 4-9 px wide fits the 20 px box 1-2 px wide. OpenCV reads a float array two
+    # columns wide as a list of points, not an image: such a 1 was pushed half off the canvas.
+    stroke = np.zeros((75, width), np.float32)
+    stroke[:, 1 : width - 1] = 1.0
+    out = normalize_digit(stroke)
+    rows = np.flatnonzero((out > 0.1).any(axis=1))
+    assert 19 <= rows[-1] - rows[0] + 1 <= 21 and 3 <= rows[0] <= 5
+    ys, xs = np.mgrid[:28, :28]
+    mass = out.sum()
+    assert abs((out * xs).sum() / mass - 14) < 0.6 and abs((out * ys).sum() / mass - 14) < 0.6
+
+
 def test_wide_digit_keeps_its_aspect_ratio():
     crop = np.zeros((10, 40), dtype=np.uint8)
     crop[3:7, :] = 255
