@@ -128,9 +128,8 @@ def train(args: argparse.Namespace) -> Path:
     rng = np.random.default_rng(args.seed)
 
     camera_frames = 0 if args.arch == "seed" or args.limit else args.camera_frames
-    x_tr, y_tr, x_val, y_val = prepare_data(
-        args.arch, args.limit, rng, camera_frames, args.mnist_repeat
-    )
+    mnist_repeat = 1 if args.arch == "seed" else args.mnist_repeat  # the tutorial's data as is
+    x_tr, y_tr, x_val, y_val = prepare_data(args.arch, args.limit, rng, camera_frames, mnist_repeat)
     if args.extra:
         ex, ey = load_extra(Path(args.extra))
         x_tr, y_tr = np.concatenate([x_tr, ex]), np.concatenate([y_tr, ey])
@@ -199,7 +198,7 @@ def train(args: argparse.Namespace) -> Path:
         "limit": args.limit,
         "augment": augment_on,
         "camera_frames": camera_frames,
-        "mnist_repeat": args.mnist_repeat,
+        "mnist_repeat": mnist_repeat,
         "init_from": str(args.init_from) if args.init_from else None,
         "extra": str(args.extra) if args.extra else None,
         "train_samples": len(x_tr),

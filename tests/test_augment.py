@@ -8,8 +8,6 @@ import pytest
 
 from host.mnist import load_mnist
 
-keras = pytest.importorskip("keras")
-
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
