@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +46,9 @@ from device.events import Output, ReadingEvent, Status
 from device.leds import LedPanel, make_leds
 from device.reading import Reading
 from device.sdnotify import Notifier
+
+if TYPE_CHECKING:
+    from device.reader import ReaderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -511,12 +514,12 @@ def source_factory(config: Config) -> Callable[[], FrameSourceLike]:
     return open_it
 
 
-def build_reader(config: Config) -> Any:
-    """Load the model once (raises ModelError with a clear message)."""
-    from device.reader import Reader, ReaderConfig
+def reader_config(config: Config) -> ReaderConfig:
+    """The reader's settings from the daemon config's [reader] section."""
+    from device.reader import ReaderConfig
 
     r = config.reader
-    reader_config = ReaderConfig(
+    return ReaderConfig(
         threshold=r.threshold or None,  # 0 = the model manifest's recommended threshold
         expected_count=r.expected_count or None,
         pattern=r.pattern or None,
@@ -525,7 +528,13 @@ def build_reader(config: Config) -> Any:
         num_threads=r.num_threads,
         views_below=r.views_below,
     )
-    return Reader.from_model(Path(r.model), reader_config)
+
+
+def build_reader(config: Config) -> Any:
+    """Load the model once (raises ModelError with a clear message)."""
+    from device.reader import Reader
+
+    return Reader.from_model(Path(config.reader.model), reader_config(config))
 
 
 def _annotator(config: Config) -> Callable[[Frame, Reading], Frame] | None:

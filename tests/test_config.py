@@ -22,6 +22,8 @@ from device.config import (
     parse_source,
     with_overrides,
 )
+from device.daemon import reader_config
+from device.reader import ReaderConfig
 
 EXAMPLE = PROJECT_ROOT / "device" / "config.example.toml"
 DEMO = PROJECT_ROOT / "device" / "demo.toml"
@@ -176,3 +178,23 @@ def test_check_config_exits_0_for_a_good_file_and_2_for_a_bad_one(tmp_path: Path
     assert bad.returncode == 2
     assert "line 2: unknown key daemon.log_levle" in bad.stderr
     assert bad.stderr.count("\n") == 1  # one sentence, no traceback
+
+
+def test_daemon_reader_section_defaults_are_the_readers_own() -> None:
+    """The [reader] section repeats ReaderConfig's defaults (views_below, num_threads, ...) so
+    that loading a config needs no classifier: a change to one must reach the other."""
+    assert reader_config(default_config()) == ReaderConfig()
+
+
+def test_daemon_reader_section_reaches_the_reader() -> None:
+    base = default_config()
+    section = dataclasses.replace(
+        base.reader, threshold=0.9, views_below=0.0, roi=(1, 2, 30, 40), expected_count=5
+    )
+    got = reader_config(dataclasses.replace(base, reader=section))
+    assert (got.threshold, got.views_below, got.roi, got.expected_count) == (
+        0.9,
+        0.0,
+        (1, 2, 30, 40),
+        5,
+    )
