@@ -146,6 +146,18 @@ def test_segment_finds_15_px_digits() -> None:
     assert all(12 <= s.box[3] <= 19 for s in segs)
 
 
+def test_segment_finds_small_digits_written_with_a_one_pixel_pencil_line() -> None:
+    # A 1-px stroke keeps 2/3 of its contrast under the denoising filter; the 3x3 box filter
+    # used before kept a third, and these digits never reached the ink level (it found them
+    # from a contrast of 80, the Gaussian from 55).
+    img = page()
+    scale = cv2.getFontScaleFromHeight(FONT, 16, 1)
+    cv2.putText(img, "5203", (100, 120), FONT, scale, PAPER - 65, 1, cv2.LINE_8)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [4]
+    assert all(12 <= s.box[3] <= 18 for s in segs)
+
+
 def test_segment_reads_light_on_dark() -> None:
     img = np.full((240, 320), 35, np.uint8)
     write(img, "529", 100, 140, 40, ink=210)
