@@ -323,6 +323,18 @@ def test_faint_digit_sized_ink_beside_a_number_is_a_doubt() -> None:
     assert segmenter.last_doubts == []
 
 
+def test_a_tall_bar_beside_a_number_does_not_drop_its_digits() -> None:
+    # What is left of a slanted table border beside a number (too thick and short for a line)
+    # joined its group: digits under half its height were dropped as fragments, and the bar
+    # itself read as no digit, so the whole number vanished from a confident reading.
+    img = page(320, 240)
+    cv2.line(img, (40, 40), (44, 200), INK, 12)
+    write(img, "4725", 70, 130, 30)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [4]
+    assert all(s.box[3] < 40 for s in segs)
+
+
 def test_reading_order_puts_rows_first_then_x() -> None:
     boxes = [(200, 10, 30, 30), (10, 100, 30, 30), (10, 12, 30, 30)]
     assert reading_order(boxes) == [2, 0, 1]
