@@ -65,7 +65,7 @@ F32 = npt.NDArray[np.float32]
 # frames (seed 404): exact 55.3% -> 66.7%, split digits 28 -> 10, but blobs of shadowed
 # paper read as digits 35 -> 65 (the wider filter follows shadows less closely); scaling the
 # filter by the root of the factor: 64.7% and 46; the line thickness alone: 56.0%.
-_REFERENCE_ROWS = 480
+_REFERENCE_ROWS = lines.REFERENCE_ROWS
 # The wider background filter of a taller frame follows shadows and paper texture less
 # closely, so its noise floor is higher: min_contrast is raised by (rows / 480) ** this.
 # Rendered frames, exact match (paper texture read as digits): 1920x1080 seed 404 66.7% ->

@@ -342,6 +342,18 @@ def test_a_tall_bar_beside_a_number_does_not_drop_its_digits() -> None:
     assert segmenter.last_doubts == []
 
 
+def test_a_slanted_table_border_in_a_1080p_frame_separates_two_numbers() -> None:
+    # Perspective slants a thin border: its straight vertical runs are shorter than the
+    # opening that finds lines in a frame this tall, unless the mask is widened across first.
+    # Missed, the border joined nothing, and "5" and "38" were read as one number "538".
+    img = page(1920, 1080)
+    for x in (700, 1300):
+        cv2.line(img, (x, 60), (x + 90, 1020), INK, 4)
+    write(img, "5", 560, 600, 200)
+    write(img, "38", 900, 600, 200)
+    assert counts(Segmenter().segment(img)) == [1, 2]
+
+
 def test_reading_order_puts_rows_first_then_x() -> None:
     boxes = [(200, 10, 30, 30), (10, 100, 30, 30), (10, 12, 30, 30)]
     assert reading_order(boxes) == [2, 0, 1]
