@@ -7,14 +7,17 @@ The pipeline, for one grey frame:
    difference from that background, divided by it for dark ink (shadows scale both).
 2. Auto-detect polarity (dark ink on paper, or chalk / LCD light on dark) by which side of the
    background holds more strongly deviating pixels.
-3. Threshold (Otsu, never below a minimum contrast) at full resolution, then label connected
-   components on a 2x2 max-pooled copy (a quarter of the pixels); each component is cut back
-   out of the full-resolution image and labelled again there when it could hold two digits.
+3. Smooth sensor noise with a small Gaussian (it keeps more of a thin pencil stroke than a
+   box filter), threshold (Otsu, never below a minimum contrast) at full resolution, then
+   label connected components on a 2x2 max-pooled copy (a quarter of the pixels); each
+   component is cut back out of the full-resolution image and labelled again there when it
+   could hold two digits.
 4. Remove long thin components (ruled lines, table borders) with a directional opening, keeping
    the vertical ones to separate table cells, and keeping line pixels where a strong stroke
    crosses or sits on the line (a digit on a rule keeps its full height). Lines are found on
-   the half-resolution copy; full resolution is touched only in a narrow strip along each
-   (``device.lines``).
+   the half-resolution copy (widened across first in frames taller than 480 rows, where a
+   border slanted by perspective has short straight runs); full resolution is touched only in
+   a narrow strip along each (``device.lines``).
 5. Drop specks, merge pieces that overlap strongly in x (a two-stroke 4 or 5, strokes cut by a
    ruled line), drop blobs of the wrong size or shape, split too-wide blobs (touching digits)
    at the weakest columns of the vertical projection. Blobs that may or may not be touching
@@ -24,8 +27,10 @@ The pipeline, for one grey frame:
    wider ones at their weakest columns. Drop shadow-edge residue: wide, faint blobs with
    smooth sides (a pen stroke has a steep edge).
 6. Chain digits into numbers left to right (close enough, vertically overlapping, no border in
-   between), then order the numbers by rows top to bottom and left to right. A member under
-   half the height of its number's tallest digit is a fragment, not a digit, and is dropped.
+   between), then order the numbers by rows top to bottom and left to right. A member over
+   2.5x its number's median height (a border's remnant) is no digit of it and makes the number
+   doubtful; a member under half the height of its number's tallest digit is a fragment, not
+   a digit, and is dropped.
    Digit-sized ink beside a number that was traced but never reached the ink level (faint
    pencil) makes the number doubtful: ``last_doubts`` says so, and the reader's verdict with it.
 
