@@ -185,7 +185,8 @@ _STEM_TALL, _STEM_ASPECT = 0.7, 0.45
 # held-out frames 1,562 -> 1,577; 550 HD frames 439 -> 438. Sigma 0.5 / 0.55 / 0.7 / 0.8 (the
 # [1, 2, 1] / 4 binomial) / 1.0: 3,017 / 3,025 / 3,033 / 3,029 / 3,023 exact; missed digits
 # fall with sigma (156 at 0.5) while extra blobs (40) and misreads (270) rise below 0.6. Costs
-# about 60 us a frame at 640x480 against the box's 45.
+# about 100 us a frame at 640x480 against the box's 45 (only sigma 0.8 takes OpenCV's faster
+# fixed-point path: 62 us).
 _DENOISE_SIGMA = 0.2
 # 3x3 structuring element (fringe growth, edge pixels), made once.
 _SQUARE3 = np.ones((3, 3), np.uint8)
