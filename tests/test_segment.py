@@ -354,6 +354,20 @@ def test_a_slanted_table_border_in_a_1080p_frame_separates_two_numbers() -> None
     assert counts(Segmenter().segment(img)) == [1, 2]
 
 
+def test_a_1_beside_a_slanted_cell_border_is_no_stub_of_it() -> None:
+    # A thin blob in line with a vertical border, past its end, is a piece of the border; the
+    # border's box (wide when slanted) was the test, and a "1" beside it was dropped.
+    img = page(320, 240)
+    cv2.rectangle(img, (20, 20), (300, 220), INK, 2)
+    cv2.line(img, (140, 20), (170, 220), INK, 2)
+    cv2.line(img, (188, 100), (186, 130), INK, 3)  # a thin "1"
+    write(img, "7", 198, 130, 30)
+    write(img, "58", 50, 130, 30)
+    segs = Segmenter().segment(img)
+    assert counts(segs) == [2, 2]
+    assert segs[2].box[2] < 10  # the "1"
+
+
 def test_reading_order_puts_rows_first_then_x() -> None:
     boxes = [(200, 10, 30, 30), (10, 100, 30, 30), (10, 12, 30, 30)]
     assert reading_order(boxes) == [2, 0, 1]
