@@ -834,7 +834,7 @@ class Segmenter:
     def _line_stub(self, b: _Blob, separators: list[lines.Separator]) -> bool:
         """A thin blob in line with a vertical border, just past its end: a piece of it.
 
-        In line: the border's path runs through the blob (give or take half the thickest
+        In line: the border's path runs through the blob (give or take the thickest
         line). The test was the border's box alone, which perspective widens: a "1" written
         beside a slanted border was dropped as its stub (3,400 rendered frames 3,033 -> 3,037
         exact, 1,800 held-out 1,580 -> 1,582, HD unchanged).
@@ -843,7 +843,7 @@ class Segmenter:
         if b.w > self._scaled(cfg.max_line_thickness):
             return False
         reach = cfg.line_kernel_frac * self._buf.shape[0] if self._buf else 0.0
-        slack = self._scaled(cfg.max_line_thickness) / 2
+        slack = float(self._scaled(cfg.max_line_thickness))
         for sep in separators:
             sx, sy, sw, sh = sep.x, sep.y, sep.w, sep.h
             # On the line's own path (a slanted border's box is wide: a 1 beside it is no stub).
