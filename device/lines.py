@@ -32,13 +32,11 @@ _LINE_VS_HEIGHT = 0.8
 # One pixel across a horizontal / vertical line.
 _ACROSS_H = np.ones((3, 1), np.uint8)
 _ACROSS_V = np.ones((1, 3), np.uint8)
-# Frame rows at which sizes are as configured; taller frames scale them (see device.segment).
-REFERENCE_ROWS = 480
 # How far (full px) past a line's thickness strong ink keeps the line's pixels beside it.
 _REACH_PAST_LINE = 4
 # A slanted line (perspective) has short straight runs: the directional opening, whose length
 # scales with the frame, missed thin slanted table borders in 720p and 1080p frames. There the
-# mask is first widened across the line by 2 * int(this * (rows / 480 - 1)) + 1 half-res px
+# mask is first widened across the line by 2 * int(this * (scale - 1)) + 1 half-res px
 # (3 at 720 rows, 5 at 1080), and the opening's runs are kept only on the mask itself. Rendered
 # HD frames (550): exact 447 -> 464 (84.4%), digits 93.6 -> 95.3%, right among confident
 # 95.8 -> 98.3%; 300 fresh HD frames (seeds 8181 at 1080p, 8282 at 720p) 251 -> 256, 96.3
@@ -55,6 +53,7 @@ class LineRules:
     min_length_frac: float  # of frame width/height: shorter runs are not lines
     max_thickness: int  # px at this frame's resolution: thicker runs are strokes
     max_digit_height_frac: float  # of the frame height: the tallest digit allowed
+    scale: float = 1.0  # the frame's rows / 480, at least 1 (the segmenter's size scale)
 
 
 class Separator(NamedTuple):
@@ -120,6 +119,8 @@ def remove_lines(
     region = labels[y0:y1, x0:x1]
     mask = _select(region, st[:, :4] - np.array([x0, y0, 0, 0], np.int32), candidates)
     vertical: list[Separator] = []
+    # Across each line's direction, see _SLANT_WIDEN.
+    widen = 2 * int(_SLANT_WIDEN * (rules.scale - 1.0)) + 1
     # Per direction: (horizontal, grown half-resolution line map, line boxes, thickness).
     found_dir: list[tuple[bool, U8, I32, float]] = []
     for horizontal in (True, False):
@@ -132,14 +133,12 @@ def remove_lines(
             min_len = max(min_len, _LINE_VS_HEIGHT * rules.max_digit_height_frac * hh)
         size = (length, 1) if horizontal else (1, length)
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, size)
-        widen = 2 * int(_SLANT_WIDEN * max(0.0, hh * POOL / REFERENCE_ROWS - 1.0)) + 1
+        source = mask
         if widen > 1:
-            across = (widen, 1) if horizontal else (1, widen)
-            wide = cv2.dilate(mask, np.ones(across, np.uint8))
-            runs = cv2.morphologyEx(wide, cv2.MORPH_OPEN, kernel)
-            cv2.bitwise_and(runs, mask, dst=runs)
-        else:
-            runs = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+            source = cv2.dilate(mask, np.ones((widen, 1) if horizontal else (1, widen), np.uint8))
+        runs = cv2.morphologyEx(source, cv2.MORPH_OPEN, kernel)
+        if widen > 1:
+            cv2.bitwise_and(runs, mask, dst=runs)  # the runs' own pixels, not the widening
         # Label only the runs' bounding box: labelling with statistics costs per pixel
         # scanned, and in the direction without lines only a few long strokes survive.
         rx, ry, rw, rh = cv2.boundingRect(runs)

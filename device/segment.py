@@ -70,7 +70,7 @@ F32 = npt.NDArray[np.float32]
 # frames (seed 404): exact 55.3% -> 66.7%, split digits 28 -> 10, but blobs of shadowed
 # paper read as digits 35 -> 65 (the wider filter follows shadows less closely); scaling the
 # filter by the root of the factor: 64.7% and 46; the line thickness alone: 56.0%.
-_REFERENCE_ROWS = lines.REFERENCE_ROWS
+_REFERENCE_ROWS = 480
 # The wider background filter of a taller frame follows shadows and paper texture less
 # closely, so its noise floor is higher: min_contrast is raised by (rows / 480) ** this.
 # Rendered frames, exact match (paper texture read as digits): 1920x1080 seed 404 66.7% ->
@@ -570,12 +570,9 @@ class Segmenter:
         ]
         if separators:
             blobs = [b for b in blobs if not self._line_stub(b, separators)]
-        numbers = []
-        for members in self._group(blobs, separators):
-            tall = _too_tall(members)
-            kept = _drop_short([b for b in members if all(b is not t for t in tall)])
-            if kept:
-                numbers.append((kept, bool(tall)))
+        numbers = [
+            (kept, tall) for kept, tall in map(_by_height, self._group(blobs, separators)) if kept
+        ]
         # In reading order again where a member was dropped for its height: a border's
         # remnant stretched its number's box over the rows below. (Not otherwise: without the
         # short fragments dropped, boxes order a few frames differently, 1 of 500 wrongly.)
@@ -649,6 +646,7 @@ class Segmenter:
             cfg.line_min_length_frac,
             self._scaled(cfg.max_line_thickness),
             cfg.max_digit_height_frac,
+            self._scale,
         )
         images = lines.Images(buf.binary, buf.contrast, buf.strong)
         separators, erased = lines.remove_lines(images, labels, stats, candidates, rules)
@@ -1098,27 +1096,22 @@ def _digit_sized(stats: I32, min_height: int) -> list[Box]:
     return [(x, y, bw, bh) for x, y, bw, bh in boxes[ok].tolist()]
 
 
-def _too_tall(number: list[_Blob]) -> list[_Blob]:
-    """Members of ``number`` over ``_TALL_FRAC`` times its median height: no digit of the
-    number (what is left of a slanted table border beside it, or a digit merged with it)."""
-    if len(number) < 2:
-        return []
-    median = sorted(b.h for b in number)[len(number) // 2]
-    return [b for b in number if b.h > _TALL_FRAC * median]
+def _by_height(number: list[_Blob]) -> tuple[list[_Blob], bool]:
+    """``number``'s digits by height, and whether a member far taller than the rest was taken out.
 
-
-def _drop_short(number: list[_Blob]) -> list[_Blob]:
-    """``number`` without members much shorter than its tallest digit.
-
-    Handwritten digits of one number share a height (MNIST's are all scaled to one), so a
-    piece under ``_SHORT_FRAC`` of the tallest is a stroke fragment that no digit absorbed,
-    a dot of ink or residue at a shadow edge, not a digit of its own. (Members far taller
-    than the others are taken out first, see _too_tall: they must not set that height.)
+    Handwritten digits of one number share a height (MNIST's are all scaled to one). A member
+    over ``_TALL_FRAC`` times the median height is no digit of the number (what is left of a
+    slanted table border beside it, or a digit merged with it) and goes first, so that it does
+    not set the height the others are held to; then a piece under ``_SHORT_FRAC`` of the
+    tallest left is a stroke fragment that no digit absorbed, a dot of ink or residue at a
+    shadow edge, not a digit of its own.
     """
     if len(number) < 2:
-        return number
-    tallest = max(b.h for b in number)
-    return [b for b in number if b.h >= _SHORT_FRAC * tallest]
+        return number, False
+    median = sorted(b.h for b in number)[len(number) // 2]
+    kept = [b for b in number if b.h <= _TALL_FRAC * median]
+    tallest = max(b.h for b in kept)
+    return [b for b in kept if b.h >= _SHORT_FRAC * tallest], len(kept) < len(number)
 
 
 def _weakness(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
