@@ -493,6 +493,23 @@ def test_digits_joined_by_a_rule_the_line_finder_missed_are_stripped_apart() -> 
     assert _strip_rule(_Blob(0, 0, 10, 20, np.ones((20, 10), bool), 200)) == []
 
 
+def test_digits_joined_by_a_slanted_rule_are_stripped_apart() -> None:
+    """Perspective tilts the rule: it drifts 8 rows over the blob, so no straight row is
+    filled, but a row slanted with it is."""
+    mask = np.zeros((32, 200), bool)
+    rule_top = [20 + (8 * x) // 200 for x in range(200)]  # 3 px thick, rows 20 down to 29
+    for x, top in enumerate(rule_top):
+        mask[top : top + 3, x] = True
+    for x in (20, 60, 100, 140):
+        mask[2 : rule_top[x], x : x + 3] = True  # a stem down to the rule
+        mask[2:5, x : x + 12] = True  # a bar: each digit 12 px wide
+    assert (mask.mean(axis=1) < 0.6).all()  # no straight row is the rule's
+    blob = _Blob(0, 100, 200, 32, mask, int(mask.sum()))
+    parts = sorted(_strip_rule(blob), key=lambda b: b.x)
+    assert [(b.x, b.w) for b in parts] == [(20, 12), (60, 12), (100, 12), (140, 12)]
+    assert all(b.y == 102 and b.h >= 18 for b in parts)
+
+
 def _parts_offered(img: np.ndarray) -> list[list[tuple[int, int, int, int]]]:
     segs = Segmenter().segment(img)
     assert len(segs) == 1
