@@ -44,15 +44,13 @@ _PROB_SUM_TOL = 0.06
 # Characters of the sha256 shown as the model version (as git shows commits).
 VERSION_CHARS = 12
 MAX_THREADS = 16
-# Each one-pixel shift of a second look: down and up (rows, columns). Right and left too
-# (five views, not three) cost twice the crops for 3 more of 3,400 rendered frames read
-# exactly (see device.reader.VIEWS_BELOW).
-_VIEW_SHIFTS = ((1, 0), (-1, 0))
+# Each one-pixel shift of a second look: right, left, down, up (rows, columns).
+_VIEW_SHIFTS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 # Unsure crops whose views go into one invoke: 28 inputs, within the batches the first look
 # already needs (at most 29 crops on the bench's 500 frames). The interpreter's arena grows
 # with the largest batch it has seen and never shrinks: all views of a frame in one call
 # (up to 72 inputs) raised the daemon's peak RSS by 3 MB.
-_VIEWS_PER_CALL = 14
+_VIEWS_PER_CALL = 7
 
 
 class Classifier(Protocol):
@@ -139,8 +137,8 @@ def _output_activation(model_path: Path) -> str | None:
 
 
 def shifted_views(batch: Floats, background: float = 0.0) -> Floats:
-    """Each (H, W) image of ``batch`` moved one pixel down and up: (2N, H, W), the views in
-    that order, each a block of N. Uncovered pixels get ``background``.
+    """Each (H, W) image of ``batch`` moved one pixel right, left, down and up: (4N, H, W),
+    the views in that order, each a block of N. Uncovered pixels get ``background``.
 
     A digit is centred by its centre of mass, to a pixel or so; a model unsure of it is often
     sure of it a pixel away, and the mean over the views is steadier than any one of them.
@@ -167,8 +165,8 @@ class LiteRTClassifier(Closeable):
         self, model_path: str | Path = DEFAULT_MODEL, num_threads: int = 1, views_below: float = 0.0
     ) -> None:
         """``views_below``: a crop whose best output is below this probability is read again
-        shifted by one pixel down and up (one more invoke per 14 such crops of a call), and its
-        probabilities are the mean of the three views. 0 (the default) reads each crop once:
+        shifted by one pixel each way (one more invoke for all such crops of a call), and its
+        probabilities are the mean of the five views. 0 (the default) reads each crop once:
         the model's own output, as the host evaluates it."""
         if not 1 <= num_threads <= MAX_THREADS:
             raise ModelError(f"num_threads must be 1..{MAX_THREADS}, got {num_threads}")

@@ -78,16 +78,13 @@ SPLIT_SURE = 0.95
 NONE_READ_BELOW = 0.9
 NONE_DIGIT_AT_LEAST = 0.1
 NONE_HEIGHTS = (0.8, 1.25)
-# A crop the model reads below this confidence is read again shifted one pixel down and up
-# and its probabilities averaged over the three views (LiteRTClassifier's views_below). Five
-# views (right and left too), as first measured: on 3,400
+# A crop the model reads below this confidence is read again shifted one pixel each way and
+# its probabilities averaged over the five views (LiteRTClassifier's views_below). On 3,400
 # rendered frames (seeds 101, 202, 303, 707, 808, 20260): 2,914 -> 2,938 read exactly, right
 # among confident readings 98.5 -> 98.6%; on 1,800 held-out frames (909-911) 1,501 -> 1,520
 # (98.6 -> 98.9%); on 550 HD frames 424 -> 422. Below 0.9 / 0.97 instead: 2,933 / 2,937 and
 # 1,516 / 1,519, with confident readings right less often (98.3%). Two views (left, right):
-# 2,928 / 1,521; eight (diagonals too): 2,938 / 1,519. Session 12, with the segmenter of then:
-# down and up only read 3,034 / 1,582 / 257 (3,400 / held-out / 300 HD) against five views'
-# 3,037 / 1,583 / 256, with 12.3 crops per 640x480 frame instead of 15.9 (-0.1 ms median).
+# 2,928 / 1,521; eight (diagonals too): 2,938 / 1,519.
 VIEWS_BELOW = 0.99
 # Confidences are floored here before the log (a quantised model can output exactly 0).
 _MIN_CONFIDENCE = 1e-6

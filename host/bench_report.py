@@ -457,7 +457,7 @@ def _section_frames(results: dict[str, Any]) -> str:
             "normalise, classify: the digits in one interpreter call, the alternatives of "
             "blobs read unsure in a second; the last column counts those crops and calls "
             "per frame; crops read below the reader's `views_below` (0.99) are read again "
-            "shifted one pixel down and up, in further invokes counted under classify). One "
+            "shifted one pixel four ways, in further invokes counted under classify). One "
             "core, "
             f"`cv2.setNumThreads(1)`, {results['pinning']}. {plan.reps} repetition(s) over "
             "every frame; sizes interleave (the order rotates per repetition). Figures are "
