@@ -1035,10 +1035,13 @@ def _whole_piece(own: U8, fx: int, fy: int, speck_area: int) -> list[_Blob]:
 _RULE_ROW_FILL = 0.6
 # ... where rows may slant by up to this many px per px (perspective tilts a rule; 0.1 is
 # about 6 degrees). Straight rows only: on 3,400 / 1,800 held-out / 300 HD rendered frames
-# 3,034 / 1,582 / 257 read exactly, with 150 / 127 / 42 digits missed; slanted (with the rows
-# either side of the rule's): 3,036 / 1,584 / 258 and 139 / 116 / 29 (the same up to 0.06).
+# 3,037 / 1,583 / 256 read exactly, with 155 / 130 / 42 digits missed; slanted (with the rows
+# either side of the rule's, at most half the blob's height): 3,039 / 1,585 / 257 and 144 /
+# 119 / 29 (the same with slopes up to 0.06).
 # About 120 us per such blob (0.2 per 640x480 frame) against 27 us for straight rows only.
 _RULE_MAX_SLOPE = 0.1
+# ... and the rule's rows are at most this fraction of the blob's height.
+_RULE_MAX_ROWS = 0.5
 
 
 def _strip_rule(b: _Blob) -> list[_Blob]:
@@ -1083,7 +1086,10 @@ def _rule_band(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
     ).reshape(len(steps), rows)
     best = int(fill.max(axis=1).argmax())
     rule_rows = fill[best] >= _RULE_ROW_FILL * w
-    if not rule_rows.any():
+    # A rule is thin: a band filling most rows is ink, not digits on a rule (in a ruled page
+    # read light on dark, the paper between two rules: its edges came back as slivers read as
+    # confident 1s).
+    if not rule_rows.any() or rule_rows.sum() > _RULE_MAX_ROWS * h:
         return None
     # And the row either side: the rule's soft edge, and where the slant steps between rows.
     grown = rule_rows.copy()

@@ -508,6 +508,12 @@ def test_digits_joined_by_a_slanted_rule_are_stripped_apart() -> None:
     parts = sorted(_strip_rule(blob), key=lambda b: b.x)
     assert [(b.x, b.w) for b in parts] == [(20, 12), (60, 12), (100, 12), (140, 12)]
     assert all(b.y == 102 and b.h >= 18 for b in parts)
+    # A slanted band of ink as tall as its blob is no rule (paper between two rules, read
+    # light on dark): left alone, not cut into slivers.
+    band = np.zeros((32, 200), bool)
+    for x, top in enumerate(rule_top):
+        band[top - 18 : top + 3, x] = True
+    assert _strip_rule(_Blob(0, 0, 200, 32, band, int(band.sum()))) == []
 
 
 def _parts_offered(img: np.ndarray) -> list[list[tuple[int, int, int, int]]]:
