@@ -452,6 +452,7 @@ class Segmenter:
         self.last_doubts: list[str] = []
         self._faint: list[Box] = []  # digit-sized ink that never reached the ink level
         self._scale = 1.0  # the frame's (roi's) rows / _REFERENCE_ROWS, at least 1
+        self._offset: tuple[int, int] | None = None  # the last frame's roi origin (x, y)
 
     # ---------------------------------------------------------------- frame preparation
     def _gray(self, frame: npt.NDArray[Any]) -> tuple[U8, int, int]:
@@ -547,6 +548,7 @@ class Segmenter:
         if polarity is not None and polarity not in POLARITIES:
             raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
         gray, ox, oy = self._gray(frame)
+        self._offset = (ox, oy)
         buf = self._buffers(*gray.shape)
         self._scale = max(1.0, gray.shape[0] / _REFERENCE_ROWS)
         wanted = polarity or self.config.polarity
@@ -614,6 +616,22 @@ class Segmenter:
                 out.append(self._segment(chosen[0], buf, ox, oy, g, alts, span))
                 out.extend(self._part(b, buf, ox, oy, g, pixels) for b in chosen[1:])
         return out
+
+    def ink_in(self, box: Box) -> F32:
+        """The ink of the last frame segmented inside ``box`` (x, y, w, h in frame
+        coordinates), every stroke pixel in it counted: what a segmenter that found exactly
+        that digit would hand over (``host.score_frames --truth-boxes`` reads the truth's
+        digit boxes so, to part the classifier's errors from the segmenter's)."""
+        if self._buf is None or self._offset is None:
+            raise RuntimeError("ink_in needs a frame segmented first")
+        ox, oy = self._offset
+        h, w = self._buf.shape
+        x0, y0 = max(0, box[0] - ox), max(0, box[1] - oy)
+        x1, y1 = min(w, box[0] - ox + box[2]), min(h, box[1] - oy + box[3])
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((max(1, box[3]), max(1, box[2])), np.float32)
+        binary = self._buf.binary[y0:y1, x0:x1]
+        return _ink(binary > 0, self._buf.contrast[y0:y1, x0:x1], binary)
 
     def _level(self, contrast: U8) -> float:
         """The ink level: Otsu's threshold of the contrast image, never below min_contrast

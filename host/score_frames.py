@@ -11,6 +11,11 @@ Frames rendered from MNIST test digits also name each digit drawn; the last line
 the frames holding a digit the reader's classifier (second look included) misreads even clean,
 and exact match on the others: what the camera and the segmenter cost, apart from the
 classifier's own MNIST errors.
+
+``--truth-boxes`` also reads every frame as a perfect segmenter would hand it over: the ink
+inside each truth digit box (``Segmenter.ink_in``), normalised and classified as the reader
+does, each crop taken as its likeliest digit. Its exact match is what the classifier alone
+allows on these frames; the gap to the reader's own is what segmentation costs.
 """
 
 from __future__ import annotations
@@ -63,16 +68,35 @@ def mnist_misread(classifier: Any) -> np.ndarray:
     return np.asarray(labels) != data.y_test
 
 
-def run(folders: list[Path], model: Path, failures: Path | None) -> dict[str, Any]:
+def _read_truth_boxes(reader: Any, frame: np.ndarray, truth: dict[str, Any]) -> str:
+    """The frame read from its truth digit boxes (see the module docstring), numbers apart."""
+    from device.normalize import normalize_batch
+
+    reader.segmenter.segment(frame)
+    numbers = truth["boxes"]
+    inks = [reader.segmenter.ink_in(tuple(b)) for number in numbers for b in number]
+    if not inks:
+        return ""
+    labels, _ = reader.classifier.best_digits(normalize_batch(inks, reader.preprocessing))
+    digits = iter(str(int(v)) for v in labels)
+    return " ".join("".join(next(digits) for _ in number) for number in numbers)
+
+
+def run(
+    folders: list[Path], model: Path, failures: Path | None, truth_boxes: bool = False
+) -> dict[str, Any]:
     from device.images import load_image
     from device.reader import Reader
 
     jobs = [(folder, f) for folder in folders for f in _frames(folder)]
-    truths, texts, confident, wrong = [], [], [], []
+    truths, texts, confident, wrong, boxed = [], [], [], [], []
     outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
     with Reader.from_model(model) as reader:
         for folder, f in jobs:
-            reading = reader.read(load_image(folder / f["file"], grey=True))
+            frame = load_image(folder / f["file"], grey=True)
+            reading = reader.read(frame)
+            if truth_boxes and "boxes" in f:
+                boxed.append((f["text"], _read_truth_boxes(reader, frame, f)))
             truths.append(f["text"])
             texts.append(reading.text)
             confident.append(reading.confident)
@@ -98,7 +122,12 @@ def run(folders: list[Path], model: Path, failures: Path | None) -> dict[str, An
     if failures is not None:
         failures.write_text("".join("\t".join(row) + "\n" for row in wrong), encoding="utf-8")
     sc = score(truths, texts)
+    extra: dict[str, Any] = {}
+    if boxed:
+        by_box = score([t for t, _ in boxed], [r for _, r in boxed])
+        extra["truth_boxes"] = (by_box.frames, by_box.exact, by_box.digits_right, by_box.digits)
     return {
+        **extra,
         "frames": sc.frames,
         "exact": sc.exact,
         "digits": sc.digits,
@@ -129,6 +158,13 @@ def report(r: dict[str, Any]) -> str:
     g: GlyphSplit | None = r.get("glyphs")
     if g is not None:
         lines.append(glyph_line(g))
+    if "truth_boxes" in r:
+        frames, exact, right, digits = r["truth_boxes"]
+        lines.append(
+            f"read from the truth's digit boxes (a perfect segmenter): exact match {exact} of "
+            f"{frames} ({pct(exact, frames)}), digit accuracy {right}/{digits} "
+            f"({pct(right, digits)})"
+        )
     return "\n".join(lines)
 
 
@@ -147,8 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folders", nargs="+", type=Path, help="folders written by host.frames")
     p.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL), help="the LiteRT model")
     p.add_argument("--failures", type=Path, default=None, help="write the wrong readings here")
+    p.add_argument(
+        "--truth-boxes",
+        action="store_true",
+        help="also read each frame from its truth digit boxes: what the classifier alone allows",
+    )
     args = p.parse_args(argv)
-    return run_command(lambda: print(report(run(args.folders, args.model, args.failures))))
+    return run_command(
+        lambda: print(report(run(args.folders, args.model, args.failures, args.truth_boxes)))
+    )
 
 
 if __name__ == "__main__":

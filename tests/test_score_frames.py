@@ -55,6 +55,30 @@ def test_counts_the_frames_holding_a_digit_the_model_misreads_even_clean(
     assert hard_right + others_right == exact
 
 
+def test_truth_boxes_read_the_frames_as_a_perfect_segmenter_would(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Read from the truth's own digit boxes, no digit is missed, merged or split: digit
+    accuracy is then the classifier's alone, at least the reader's on the same frames."""
+    assert main([str(FRAMES), "--truth-boxes"]) == 0
+    out = capsys.readouterr().out
+    reader = re.search(r"digit accuracy (\d+)/(\d+)", out)
+    boxed = re.search(
+        r"truth's digit boxes .*: exact match (\d+) of (\d+) .*digit accuracy (\d+)/(\d+)", out
+    )
+    assert reader and boxed, out
+    right, digits = map(int, reader.groups())
+    exact, frames, boxed_right, boxed_digits = map(int, boxed.groups())
+    assert frames == 40 and 0 < exact <= frames and boxed_digits == digits
+    assert right <= boxed_right < digits  # (a few committed digits the model misreads clean)
+    assert "truth's digit boxes" not in _report_without_flag(capsys)
+
+
+def _report_without_flag(capsys: pytest.CaptureFixture[str]) -> str:
+    assert main([str(FRAMES)]) == 0
+    return capsys.readouterr().out
+
+
 def test_glyph_split_sorts_frames_by_the_digits_drawn() -> None:
     misread = np.zeros(10, bool)
     misread[3] = True

@@ -542,3 +542,21 @@ def test_a_9s_stem_is_not_offered_cut_from_its_loop() -> None:
     # The stem alone is a "1" and the loop alone a "0": both parts must be nearly full height.
     for alt in segs[0].alternatives:
         assert all(p.box[3] >= 0.7 * segs[0].box[3] for p in alt), [p.box for p in alt]
+
+
+def test_ink_in_a_box_is_what_the_segmenter_hands_over_for_a_lone_digit() -> None:
+    """``ink_in`` (the truth-box reading of host.score_frames) cuts the same ink as the
+    segmenter for a digit it found alone, roi offset included; a box off the frame is blank."""
+    seg = Segmenter(SegmenterConfig(roi=(20, 10, 280, 220)))
+    with pytest.raises(RuntimeError, match="segmented first"):
+        seg.ink_in((0, 0, 10, 10))
+    img = page()
+    write(img, "4", 100, 150, 50)
+    (digit,) = seg.segment(img)
+    np.testing.assert_array_equal(seg.ink_in(digit.box), digit.ink)
+    x, y, w, h = digit.box
+    # A box twice as wide takes in only paper beside the digit: the same strokes.
+    wider = seg.ink_in((x - w // 2, y, 2 * w, h))
+    assert wider.shape == (h, 2 * w)
+    assert wider.sum() == pytest.approx(digit.ink.sum(), rel=0.05)
+    assert not seg.ink_in((5, 5, 10, 10)).any()  # outside the roi
