@@ -101,11 +101,11 @@ def remove_lines(
     stats: I32,
     candidates: npt.NDArray[np.intp],
     rules: LineRules,
-) -> tuple[list[Separator], bool]:
+) -> tuple[list[Separator], list[float], bool]:
     """Erase ruled lines / borders among the candidate components.
 
-    Returns the vertical lines (they separate table cells) and whether any pixel was
-    erased.
+    Returns the vertical lines (they separate table cells), the slope (rows per column) of
+    each horizontal line (how the page is tilted) and whether any pixel was erased.
 
     Lines are found on the half-resolution labels and erased from the full-resolution
     binary image, except where a digit's stroke runs on across the line: a digit written
@@ -119,6 +119,7 @@ def remove_lines(
     region = labels[y0:y1, x0:x1]
     mask = _select(region, st[:, :4] - np.array([x0, y0, 0, 0], np.int32), candidates)
     vertical: list[Separator] = []
+    slopes: list[float] = []
     # Across each line's direction, see _SLANT_WIDEN.
     widen = 2 * int(_SLANT_WIDEN * (rules.scale - 1.0)) + 1
     # Per direction: (horizontal, grown half-resolution line map, line boxes, thickness).
@@ -188,8 +189,10 @@ def remove_lines(
         boxes[:, 1 if horizontal else 0] = keep[boxes[:, 1 if horizontal else 0]]
         boxes[:, 0] += rx
         boxes[:, 1] += ry
-        if not horizontal:
-            ids = (np.flatnonzero(is_line) + 1).tolist()
+        ids = (np.flatnonzero(is_line) + 1).tolist()
+        if horizontal:
+            slopes += [_slope(rl, rst[line], line, keep) for line in ids]
+        else:
             for line, (sx, sy, sw, sh) in zip(ids, (boxes * POOL).tolist(), strict=True):
                 box = (sx + x0 * POOL, sy + y0 * POOL, sw, sh)
                 vertical.append(_separator(box, rl, rst[line], line, keep, rx + x0))
@@ -206,7 +209,7 @@ def remove_lines(
     for horizontal, _, boxes, thick in found_dir:
         for box in boxes.tolist():
             erased |= _erase_line_strip(images, mask, found_dir, horizontal, box, thick, x0, y0)
-    return vertical, erased
+    return vertical, slopes, erased
 
 
 def _erase_line_strip(
@@ -305,6 +308,19 @@ def _separator(
     top = run[:ends].sum(axis=0) @ cols / max(1, int(run[:ends].sum()))
     bottom = run[-ends:].sum(axis=0) @ cols / max(1, int(run[-ends:].sum()))
     return Separator(*box, float(top + ox + 0.5) * POOL, float(bottom + ox + 0.5) * POOL)
+
+
+def _slope(labels: I32, stat: I32, line: int, kept: npt.NDArray[np.intp]) -> float:
+    """Rows per column of the horizontal line ``line`` of ``_label_sparse`` (its statistics
+    ``stat``, kept rows ``kept``): its centre on the columns at each end, an eighth of its
+    length each, as ``_separator`` measures a vertical line."""
+    bx, by, bw, bh = (int(v) for v in stat[:4])
+    run = labels[by : by + bh, bx : bx + bw] == line
+    rows = kept[by : by + bh].astype(np.float64)
+    ends = max(1, bw // 8)
+    left = rows @ run[:, :ends].sum(axis=1) / max(1, int(run[:, :ends].sum()))
+    right = rows @ run[:, -ends:].sum(axis=1) / max(1, int(run[:, -ends:].sum()))
+    return float(right - left) / max(1, bw - ends)
 
 
 def _select(labels: I32, boxes: npt.NDArray[Any], ids: npt.NDArray[np.intp]) -> U8:

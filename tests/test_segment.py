@@ -560,3 +560,30 @@ def test_ink_in_a_box_is_what_the_segmenter_hands_over_for_a_lone_digit() -> Non
     assert wider.shape == (h, 2 * w)
     assert wider.sum() == pytest.approx(digit.ink.sum(), rel=0.05)
     assert not seg.ink_in((5, 5, 10, 10)).any()  # outside the roi
+
+
+def test_numbers_in_one_row_of_a_tilted_table_read_left_to_right() -> None:
+    """Seen at an angle, a table's rows slope; the right cell's number sits higher in the
+    frame than the left one's although both are in one row of cells. The borders' slope
+    levels the rows before they are read."""
+    img = page(640, 480)
+    slope = -0.04  # rows per column: the right side of the table is higher
+
+    def row_y(y: int, x: int) -> int:
+        return round(y + slope * x)
+
+    for y in (80, 260):  # the row's top and bottom borders
+        cv2.line(img, (40, row_y(y, 40)), (600, row_y(y, 600)), INK, 2)
+    for x in (40, 320, 600):
+        cv2.line(img, (x, row_y(80, x)), (x, row_y(260, x)), INK, 2)
+    write(img, "47", 80, 200, 40)  # lower in its cell ...
+    write(img, "35", 400, 170, 40)  # ... than this one, at the frame's own rows
+    segs = Segmenter().segment(img)
+    numbers: dict[int, list[int]] = {}
+    for s in segs:
+        numbers.setdefault(s.group, []).append(s.box[0])
+    assert [min(xs) < 320 for _, xs in sorted(numbers.items())] == [True, False]
+    # Without the borders' tilt, the higher number comes first.
+    boxes = [(80, 160, 60, 40), (400, 130, 60, 40)]
+    assert reading_order(boxes) == [1, 0]
+    assert reading_order(boxes, tilt=slope) == [0, 1]
