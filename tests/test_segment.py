@@ -587,3 +587,19 @@ def test_numbers_in_one_row_of_a_tilted_table_read_left_to_right() -> None:
     boxes = [(80, 160, 60, 40), (400, 130, 60, 40)]
     assert reading_order(boxes) == [1, 0]
     assert reading_order(boxes, tilt=slope) == [0, 1]
+
+
+def test_a_piece_too_short_for_a_digit_left_out_of_a_number_is_a_doubt() -> None:
+    """What the threshold leaves of a faint or broken digit is too short to be read, but the
+    number may be missing that digit: the segmenter says so. A speck is no such piece."""
+    img = page()
+    write(img, "47", 40, 150, 40)
+    cv2.ellipse(img, (126, 142), (7, 6), 0, 0, 360, INK, 3)  # a broken loop beside the 7
+    seg = Segmenter()
+    assert counts(seg.segment(img)) == [2]
+    assert any("too short for a digit" in d for d in seg.last_doubts)
+    img = page()
+    write(img, "47", 40, 150, 40)
+    cv2.circle(img, (124, 146), 2, INK, -1)  # a dot of ink
+    assert counts(seg.segment(img)) == [2]
+    assert not seg.last_doubts
