@@ -1082,6 +1082,8 @@ _RULE_ROW_FILL = 0.6
 _RULE_MAX_SLOPE = 0.1
 # ... and the rule's rows are at most this fraction of the blob's height.
 _RULE_MAX_ROWS = 0.5
+# At most this many of a blob's pixels choose the rule's slope (all of them measure its rows).
+_RULE_SAMPLE = 2000
 
 
 def _strip_rule(b: _Blob) -> list[_Blob]:
@@ -1116,16 +1118,12 @@ def _rule_band(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
     # Slopes a row apart over the blob's width, level first: ties keep the least slant.
     steps = np.arange(int(_RULE_MAX_SLOPE * w) + 1)
     steps = np.stack([steps, -steps], axis=1).ravel()[1:]
-    # Each pixel's row once the rows are sheared level, per slope (offset to stay >= 0).
-    shift = np.round(np.outer(steps / w, xs - w / 2)).astype(np.intp)
-    reach = int(np.abs(shift).max(initial=0))
-    sheared = ys - shift + reach
-    rows = h + 2 * reach
-    fill = np.bincount(
-        (sheared + rows * np.arange(len(steps))[:, None]).ravel(), minlength=rows * len(steps)
-    ).reshape(len(steps), rows)
-    best = int(fill.max(axis=1).argmax())
-    rule_rows = fill[best] >= _RULE_ROW_FILL * w
+    # The slope is chosen on a sample of the pixels: every slope costs a pass over them, and
+    # a rule across a 1080p frame has tens of thousands.
+    every = max(1, ys.size // _RULE_SAMPLE)
+    best = int(_sheared_fill(ys[::every], xs[::every], steps, w, h).max(axis=1).argmax())
+    fill = _sheared_fill(ys, xs, steps[best : best + 1], w, h)[0]
+    rule_rows = fill >= _RULE_ROW_FILL * w
     # A rule is thin: a band filling most rows is ink, not digits on a rule (in a ruled page
     # read light on dark, the paper between two rules: its edges came back as slivers read as
     # confident 1s).
@@ -1136,9 +1134,28 @@ def _rule_band(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
     grown[1:] |= rule_rows[:-1]
     grown[:-1] |= rule_rows[1:]
     band = np.zeros_like(m)
-    on = grown[sheared[best]]
+    on = grown[_sheared_rows(ys, xs, int(steps[best]), w)]
     band[ys[on], xs[on]] = True
     return band
+
+
+def _sheared_rows(
+    ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp], step: int, w: int
+) -> npt.NDArray[np.intp]:
+    """Each pixel's row once rows drifting ``step`` over the width ``w`` are sheared level
+    (offset by the largest drift allowed, so that rows stay >= 0)."""
+    reach = int(_RULE_MAX_SLOPE * w) // 2 + 1
+    return ys - np.round(step / w * (xs - w / 2)).astype(np.intp) + reach
+
+
+def _sheared_fill(
+    ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp], steps: npt.NDArray[np.intp], w: int, h: int
+) -> npt.NDArray[np.intp]:
+    """Pixels per sheared row (``_sheared_rows``), one row of counts per drift in ``steps``."""
+    rows = h + 2 * (int(_RULE_MAX_SLOPE * w) // 2 + 1)
+    sheared = np.stack([_sheared_rows(ys, xs, int(s), w) for s in steps])
+    flat = (sheared + rows * np.arange(len(steps))[:, None]).ravel()
+    return np.bincount(flat, minlength=rows * len(steps)).reshape(len(steps), rows)
 
 
 def _shadow_residue(b: _Blob, contrast: U8, level: float) -> bool:
