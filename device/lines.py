@@ -303,24 +303,28 @@ def _separator(
     its centre measured on the rows at each end."""
     bx, by, bw, bh = (int(v) for v in stat[:4])
     run = labels[by : by + bh, bx : bx + bw] == line
-    cols = kept[bx : bx + bw].astype(np.float64)
-    ends = max(1, bh // 8)  # an eighth of its length at each end
-    top = run[:ends].sum(axis=0) @ cols / max(1, int(run[:ends].sum()))
-    bottom = run[-ends:].sum(axis=0) @ cols / max(1, int(run[-ends:].sum()))
+    top, bottom = _end_centres(run, kept[bx : bx + bw])
     return Separator(*box, float(top + ox + 0.5) * POOL, float(bottom + ox + 0.5) * POOL)
 
 
 def _slope(labels: I32, stat: I32, line: int, kept: npt.NDArray[np.intp]) -> float:
     """Rows per column of the horizontal line ``line`` of ``_label_sparse`` (its statistics
-    ``stat``, kept rows ``kept``): its centre on the columns at each end, an eighth of its
-    length each, as ``_separator`` measures a vertical line."""
+    ``stat``, kept rows ``kept``), from its centre at each end, as ``_separator`` measures a
+    vertical line."""
     bx, by, bw, bh = (int(v) for v in stat[:4])
     run = labels[by : by + bh, bx : bx + bw] == line
-    rows = kept[by : by + bh].astype(np.float64)
-    ends = max(1, bw // 8)
-    left = rows @ run[:, :ends].sum(axis=1) / max(1, int(run[:, :ends].sum()))
-    right = rows @ run[:, -ends:].sum(axis=1) / max(1, int(run[:, -ends:].sum()))
-    return float(right - left) / max(1, bw - ends)
+    left, right = _end_centres(run.T, kept[by : by + bh])
+    return (right - left) / max(1, bw - max(1, bw // 8))
+
+
+def _end_centres(run: npt.NDArray[np.bool_], across: npt.NDArray[np.intp]) -> tuple[float, float]:
+    """A line's centre across itself on its first and last eighth along it: ``run`` has one
+    row per step along the line, ``across`` the coordinate of each of its columns."""
+    coords = across.astype(np.float64)
+    ends = max(1, run.shape[0] // 8)
+    first = run[:ends].sum(axis=0) @ coords / max(1, int(run[:ends].sum()))
+    last = run[-ends:].sum(axis=0) @ coords / max(1, int(run[-ends:].sum()))
+    return float(first), float(last)
 
 
 def _select(labels: I32, boxes: npt.NDArray[Any], ids: npt.NDArray[np.intp]) -> U8:

@@ -1139,20 +1139,25 @@ def _rule_band(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
     return band
 
 
+def _shear_reach(w: int) -> int:
+    """The most rows a pixel moves when rows drift by up to _RULE_MAX_SLOPE over the width
+    ``w`` are sheared level (half the drift, measured from the middle, plus rounding)."""
+    return int(_RULE_MAX_SLOPE * w) // 2 + 1
+
+
 def _sheared_rows(
     ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp], step: int, w: int
 ) -> npt.NDArray[np.intp]:
     """Each pixel's row once rows drifting ``step`` over the width ``w`` are sheared level
     (offset by the largest drift allowed, so that rows stay >= 0)."""
-    reach = int(_RULE_MAX_SLOPE * w) // 2 + 1
-    return ys - np.round(step / w * (xs - w / 2)).astype(np.intp) + reach
+    return ys - np.round(step / w * (xs - w / 2)).astype(np.intp) + _shear_reach(w)
 
 
 def _sheared_fill(
     ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp], steps: npt.NDArray[np.intp], w: int, h: int
 ) -> npt.NDArray[np.intp]:
     """Pixels per sheared row (``_sheared_rows``), one row of counts per drift in ``steps``."""
-    rows = h + 2 * (int(_RULE_MAX_SLOPE * w) // 2 + 1)
+    rows = h + 2 * _shear_reach(w)
     sheared = np.stack([_sheared_rows(ys, xs, int(s), w) for s in steps])
     flat = (sheared + rows * np.arange(len(steps))[:, None]).ravel()
     return np.bincount(flat, minlength=rows * len(steps)).reshape(len(steps), rows)
