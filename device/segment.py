@@ -34,6 +34,10 @@ The pipeline, for one grey frame:
    Digit-sized ink beside a number that was traced but never reached the ink level (faint
    pencil) makes the number doubtful: ``last_doubts`` says so, and the reader's verdict with it.
 
+The parts live in their own modules: lines and rules in ``device.lines``, the cuts of
+touching digits in ``device.touching``, chaining and reading order in ``device.order``, the
+digit candidate itself in ``device.blobs``.
+
 Each digit comes back as an MNIST-like ink crop (bright strokes on 0, neighbours masked out),
 ready for ``device.normalize.normalize_digit``. A ``Segmenter`` reuses its frame-sized buffers,
 so one instance must not be shared between threads.
@@ -42,7 +46,6 @@ so one instance must not be shared between threads.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
@@ -51,14 +54,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from device import lines
+from device import lines, touching
+from device.blobs import Blob, Box, union
 from device.contract import POLARITIES
 from device.errors import ConfigError, ImageError
+from device.order import Extent, between, chain_numbers, reading_order
 from device.pooled import POOL, up2
 
 logger = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]  # x, y, w, h
 U8 = npt.NDArray[np.uint8]
 I32 = npt.NDArray[np.int32]
 F32 = npt.NDArray[np.float32]
@@ -110,22 +114,6 @@ _MIN_PIECE = 2
 # Pieces narrower than this w/h (at half resolution) cannot hold two digits that pooling
 # joined, so they are not labelled again at full resolution.
 _SUBLABEL_ASPECT = 0.5
-# Clean cuts (narrow touching pairs) are looked for in the middle of the blob, not within
-# this fraction of its width from either side ...
-_CLEAN_CUT_WINDOW = 0.2
-# ... at a column crossed once, by at most this many stroke widths of ink ...
-_CLEAN_CUT_STROKES = 1.5
-# ... with both sides at least this fraction of the blob's inked rows tall.
-_CLEAN_CUT_TALL = 0.8
-# A cut is not made where the right part reaches lower than the left by this fraction of
-# the height (a 4 whose bar meets its stem; touching digits share a baseline).
-_STEM_DROP = 0.12
-# A blob at least this wide for its height may also be cut where two strokes cross ...
-_VALLEY_ASPECT = 1.1
-# ... if the column has at most this fraction of the ink of the columns either side.
-_VALLEY_DEPTH = 0.5
-# ("either side": within this fraction of the blob's width.)
-_VALLEY_REACH = 0.15
 # Shadow-edge residue: the hysteresis threshold traces a hard shadow's edge as a wide, low
 # blob that barely reaches the ink level and whose sides ramp up smoothly, where a pen stroke
 # has a steep edge. A blob wider than this w/h ...
@@ -167,26 +155,6 @@ _BROKEN_FRAC = (0.2, 0.05)
 # number's 21-px digits to half its height: exact 3,037 / 1,583 / 464 (2.5: 3,037 / 1,582 /
 # 464), digits right +3 / +12 / +4; 1.7: 3,037 / 1,583 / 465.
 _TALL_FRAC = 2.0
-# A blob split for its width is offered whole to the reader only up to this w/h: MNIST's
-# single digits reach 1.43 (99th percentile), none comes near 2.
-_WHOLE_MAX_ASPECT = 2.0
-# A whole blob's two-digit alternatives are cut at the weakest column within each of these
-# windows (fractions of its width): overlapping digits rarely meet at the weakest column
-# overall, and a pair with a "1" ("16") meets well off centre. Two windows read 900 rendered
-# frames as well as three did (exact 0.807 both) with a fifth fewer crops to classify.
-_ALTERNATIVE_WINDOWS = (0.3, 0.5, 0.7)
-# A "1" touching the digit beside it is a stem at the blob's edge, outside those windows: a blob
-# at least _EDGE_MIN_ASPECT as wide as tall is also cut at the weakest column this far in from
-# each side (fractions of its width), where the part cut off is a stem (at least _STEM_TALL of
-# the blob's height and at most _STEM_ASPECT as wide as tall) and the rest is as tall: a 9's
-# stem cut from its loop read "01" confidently. With the classifier's second look, 3,400
-# rendered frames 2,938 -> 2,947 exact, 1,800 held-out 1,520 -> 1,525, 550 HD 422 -> 425
-# (windows 0.06-0.25 / 0.35, blob aspect from 0.4 / 0.6, stems from 0.6 / 0.8 of the height:
-# 2,945-2,947 before the rule for the rest). Without the second look the cut-off 1s mostly
-# read as "none": +2 only.
-_EDGE_WINDOW = (0.06, 0.3)
-_EDGE_MIN_ASPECT = 0.5
-_STEM_TALL, _STEM_ASPECT = 0.7, 0.45
 # The denoising filter's sigma per px of its size (config ``denoise``): 3 px -> 0.6, the
 # [1, 4, 1] / 6 kernel. A 1-px pencil stroke keeps 2/3 of its contrast under it, 1/3 under the
 # 3x3 box filter used before, while white noise keeps half its std against a third: small thin
@@ -360,8 +328,8 @@ Alternatives = tuple[tuple[Segment, ...], ...]
 class _Recut(NamedTuple):
     """A blob the segmenter could not settle by shape, and how to cut it other ways."""
 
-    blob: _Blob
-    cuts: functools.partial[list[list[_Blob]]]
+    blob: Blob
+    cuts: functools.partial[list[list[Blob]]]
 
 
 class _Pixels(NamedTuple):
@@ -377,7 +345,7 @@ class _Pixels(NamedTuple):
     group: int
 
 
-def _late_alternatives(make: functools.partial[list[list[_Blob]]], pixels: _Pixels) -> Alternatives:
+def _late_alternatives(make: functools.partial[list[list[Blob]]], pixels: _Pixels) -> Alternatives:
     """The alternative readings ``make`` returns, as segments with their ink."""
     out = []
     for alt in make():
@@ -392,36 +360,6 @@ def _late_alternatives(make: functools.partial[list[list[_Blob]]], pixels: _Pixe
             segs.append(Segment(box, _ink(b.mask, contrast, binary), pixels.group))
         out.append(tuple(segs))
     return tuple(out)
-
-
-@dataclass
-class _Blob:
-    """A digit candidate in roi coordinates: its box and its full-resolution stroke mask."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    mask: npt.NDArray[np.bool_]  # (h, w): this blob's stroke pixels
-    area: int
-
-    @property
-    def x1(self) -> int:
-        return self.x + self.w
-
-    @property
-    def y1(self) -> int:
-        return self.y + self.h
-
-    def absorb(self, other: _Blob) -> None:
-        """Grow to the union of both boxes and masks (a stroke fragment joins its digit)."""
-        nx, ny = min(self.x, other.x), min(self.y, other.y)
-        nw, nh = max(self.x1, other.x1) - nx, max(self.y1, other.y1) - ny
-        mask = np.zeros((nh, nw), np.bool_)
-        for b in (self, other):
-            mask[b.y - ny : b.y1 - ny, b.x - nx : b.x1 - nx] |= b.mask
-        self.x, self.y, self.w, self.h, self.mask = nx, ny, nw, nh, mask
-        self.area += other.area
 
 
 class _Buffers:
@@ -583,13 +521,15 @@ class Segmenter:
         ]
         if separators:
             blobs = [b for b in blobs if not self._line_stub(b, separators)]
-        numbers = [n for n in map(_by_height, self._group(blobs, separators, tilt)) if n.kept]
+        cfg = self.config
+        chains = chain_numbers(blobs, separators, cfg.group_gap, cfg.row_overlap, tilt)
+        numbers = [n for n in map(_by_height, chains) if n.kept]
         # In reading order again where a member was dropped for its height: a border's
         # remnant stretched its number's box over the rows below. (Not otherwise: without the
         # short fragments dropped, boxes order a few frames differently, 1 of 500 wrongly.)
         order = list(range(len(numbers)))
         if any(n.tall for n in numbers):
-            order = reading_order([_union(n.kept) for n in numbers], self.config.row_overlap, tilt)
+            order = reading_order([union(n.kept) for n in numbers], cfg.row_overlap, tilt)
         groups = [numbers[i].kept for i in order]
         self.last_doubts = (
             [
@@ -694,7 +634,7 @@ class Segmenter:
 
     def _segment(
         self,
-        b: _Blob,
+        b: Blob,
         buf: _Buffers,
         ox: int,
         oy: int,
@@ -708,13 +648,14 @@ class Segmenter:
         return Segment(box, _ink(b.mask, contrast, binary), group, alternatives, span)
 
     def _part(
-        self, b: _Blob, buf: _Buffers, ox: int, oy: int, group: int, pixels: _Pixels | None
+        self, b: Blob, buf: _Buffers, ox: int, oy: int, group: int, pixels: _Pixels | None
     ) -> Segment:
         """A later part of a blob cut for its width: a part wide enough to hold two touching
         digits offers its own two-way cuts, which the reader weighs if it keeps the split."""
         if pixels is None or b.w / b.h < self.config.alternative_aspect:
             return self._segment(b, buf, ox, oy, group)
-        cuts = functools.partial(self._two_way, b)
+        cfg = self.config
+        cuts = functools.partial(touching.two_way, b, cfg.alternative_aspect, cfg.min_digit_height)
         return self._segment(
             b, buf, ox, oy, group, functools.partial(_late_alternatives, cuts, pixels)
         )
@@ -747,7 +688,7 @@ class Segmenter:
         return int(n), buf.labels, stats
 
     # ---------------------------------------------------------------- blobs
-    def _pieces(self, buf: _Buffers, n: int, labels: I32, stats: I32) -> list[_Blob]:
+    def _pieces(self, buf: _Buffers, n: int, labels: I32, stats: I32) -> list[Blob]:
         """Half-resolution components -> full-resolution stroke pieces reaching the ink level."""
         cfg = self.config
         # A component's pooled area is at least a quarter of its full-resolution area.
@@ -768,7 +709,7 @@ class Segmenter:
         reaches = np.bincount(labels[y0:y1, x0:x1][strong_half > 0], minlength=n) > 0
         self._faint += _digit_sized(stats[ids[~reaches[ids]]], cfg.min_digit_height)
         ids = ids[reaches[ids]]
-        out: list[_Blob] = []
+        out: list[Blob] = []
         for i, (x, y, w, h) in zip(ids.tolist(), stats[ids, :4].tolist(), strict=True):
             fx, fy = x * POOL, y * POOL
             own = up2((labels[y : y + h, x : x + w] == i).view(np.uint8))
@@ -795,15 +736,15 @@ class Segmenter:
                 m = sub[sy : sy + sh, sx : sx + sw] == j
                 if not buf.strong[fy + sy : fy + sy + sh, fx + sx : fx + sx + sw][m].any():
                     continue
-                out.append(_Blob(fx + sx, fy + sy, sw, sh, m, area))
+                out.append(Blob(fx + sx, fy + sy, sw, sh, m, area))
         return out
 
-    def _blobs(self, pieces: list[_Blob], frame_h: int) -> list[_Blob]:
+    def _blobs(self, pieces: list[Blob], frame_h: int) -> list[Blob]:
         """Stroke pieces -> merged digit candidates of a plausible size and shape."""
         cfg = self.config
         pieces.sort(key=lambda b: -b.area)
         max_h = cfg.max_digit_height_frac * frame_h
-        merged: list[_Blob] = []
+        merged: list[Blob] = []
         # Greedy, biggest first: a small piece joins the blob it overlaps most in x.
         for p in pieces:
             best, best_overlap = None, 0.0
@@ -832,7 +773,7 @@ class Segmenter:
         # Far too wide for digits: digits joined by a rule the line finder missed?
         stripped = []
         for b in merged:
-            parts = _strip_rule(b) if b.w > cfg.max_aspect * b.h else []
+            parts = lines.strip_rule(b) if b.w > cfg.max_aspect * b.h else []
             stripped.extend(parts or [b])
         for b in stripped:
             aspect = b.w / b.h
@@ -845,7 +786,7 @@ class Segmenter:
             out.append(b)
         return out
 
-    def _beside(self, number: list[_Blob], faint: Box, separators: list[lines.Separator]) -> bool:
+    def _beside(self, number: list[Blob], faint: Box, separators: list[lines.Separator]) -> bool:
         """Whether ``faint`` could be a digit of ``number`` that the threshold missed: as tall
         as its digits, on its row, within the gap that chains digits, no border between."""
         cfg = self.config
@@ -854,7 +795,7 @@ class Segmenter:
         h = heights[len(heights) // 2]
         if not _FAINT_HEIGHT[0] * h <= fh <= _FAINT_HEIGHT[1] * h:
             return False
-        x0, y0, w, h_all = _union(number)
+        x0, y0, w, h_all = union(number)
         x1, y1 = x0 + w, y0 + h_all
         overlap = min(y1, fy + fh) - max(y0, fy)
         if overlap < cfg.row_overlap * min(fh, h):
@@ -863,13 +804,13 @@ class Segmenter:
         if gap > cfg.group_gap * h:
             return False
         if fx + fw <= x0 or fx >= x1:  # outside the number: no border in between
-            ink, digits = _Extent(fx, fy, fx + fw, fy + fh), _Extent(x0, y0, x1, y1)
+            ink, digits = Extent(fx, fy, fx + fw, fy + fh), Extent(x0, y0, x1, y1)
             left, right = (ink, digits) if fx < x0 else (digits, ink)
-            if any(_between(left, right, s) for s in separators):
+            if any(between(left, right, s) for s in separators):
                 return False
         return True
 
-    def _line_stub(self, b: _Blob, separators: list[lines.Separator]) -> bool:
+    def _line_stub(self, b: Blob, separators: list[lines.Separator]) -> bool:
         """A thin blob in line with a vertical border, just past its end: a piece of it.
 
         In line: the border's path runs through the blob (give or take the thickest
@@ -896,7 +837,7 @@ class Segmenter:
         return False
 
     # ---------------------------------------------------------------- touching digits
-    def _split_wide(self, blobs: list[_Blob]) -> list[tuple[list[_Blob], _Recut | None]]:
+    def _split_wide(self, blobs: list[Blob]) -> list[tuple[list[Blob], _Recut | None]]:
         """Split blobs that hold touching digits; ``blobs`` is one number, left to right.
 
         Only a blob much wider than one digit is split here. Comparing with the width of the
@@ -913,126 +854,23 @@ class Segmenter:
         and the check runs for a few blobs per frame instead of nearly all.
         """
         cfg = self.config
-        out: list[tuple[list[_Blob], _Recut | None]] = []
+        out: list[tuple[list[Blob], _Recut | None]] = []
         for b in blobs:
             aspect = b.w / b.h
             if aspect > cfg.split_aspect:
                 count = max(2, round(b.w / (cfg.digit_aspect * b.h)))
-                out.append(
-                    (self._cut(b, count), _Recut(b, functools.partial(self._recount, b, count)))
-                )
+                args = (b, count, cfg.split_search, cfg.min_digit_height)
+                recount = functools.partial(touching.recount, *args)
+                out.append((touching.cut(*args), _Recut(b, recount)))
                 continue
             recut = None
             if aspect >= cfg.clean_split_aspect:
-                recut = _Recut(b, functools.partial(self._two_way, b))
+                cuts = functools.partial(
+                    touching.two_way, b, cfg.alternative_aspect, cfg.min_digit_height
+                )
+                recut = _Recut(b, cuts)
             out.append(([b], recut))
         return out
-
-    def _recount(self, b: _Blob, count: int) -> list[list[_Blob]]:
-        """Another reading of a blob cut into ``count`` digits for its width: whole (unless far
-        too wide for one digit), and cut into one digit fewer or more."""
-        # The count is a guess from the width: narrow digits ("117") fit one more, wide ones
-        # one fewer. A part holding two digits reads as none, and the reader then weighs
-        # these cuts too.
-        others = [[b]] if b.w / b.h <= _WHOLE_MAX_ASPECT else []
-        return others + [
-            parts for k in (count - 1, count + 1) if k >= 2 and len(parts := self._cut(b, k)) == k
-        ]
-
-    def _two_way(self, b: _Blob) -> list[list[_Blob]]:
-        """A whole blob that may be two touching digits, cut in two (several ways)."""
-        cfg = self.config
-        cuts = []
-        clean = _clean_cut(b.mask)
-        if clean is not None:
-            cuts.append(clean)
-        aspect = b.w / b.h
-        edge: list[tuple[int, int]] = []
-        if aspect >= min(cfg.alternative_aspect, _EDGE_MIN_ASPECT):
-            profile = _weakness(b.mask)  # both kinds of cut look for its weakest columns
-            if aspect >= cfg.alternative_aspect:
-                cuts += [c for c in _two_way_cuts(profile) if c != clean]
-            if aspect >= _EDGE_MIN_ASPECT:
-                edge = _edge_cuts(profile)
-        out = [
-            parts
-            for c in cuts
-            if len(parts := _pieces_at(b, [0, c, b.w], cfg.min_digit_height)) == 2
-        ]
-        for c, stem_side in edge:
-            if c in cuts:
-                continue
-            parts = _pieces_at(b, [0, c, b.w], cfg.min_digit_height)
-            if (
-                len(parts) == 2
-                and _is_stem(parts[stem_side], b.h)
-                and parts[1 - stem_side].h >= _STEM_TALL * b.h
-            ):
-                out.append(parts)
-        return out
-
-    def _cut(self, b: _Blob, count: int, search: float | None = None) -> list[_Blob]:
-        """Cut ``b`` into ``count`` digits at the weakest columns near the expected places.
-
-        ``search``: how far from the expected place to look, in digit widths (default
-        ``split_search``).
-        """
-        cfg = self.config
-        search = cfg.split_search if search is None else search
-        profile = _weakness(b.mask)
-        step = b.w / count
-        cuts = [0]
-        for k in range(1, count):
-            centre = k * step
-            lo = max(cuts[-1] + 1, int(centre - search * step))
-            hi = min(b.w - 1, int(centre + search * step) + 1)
-            if hi <= lo:
-                continue
-            window = profile[lo:hi]
-            # Weakest column; among equals the one nearest the expected cut.
-            weakest = np.flatnonzero(window == window.min()) + lo
-            cuts.append(int(weakest[np.argmin(np.abs(weakest - centre))]))
-        cuts.append(b.w)
-        return _pieces_at(b, cuts, cfg.min_digit_height)
-
-    # ---------------------------------------------------------------- grouping
-    def _group(
-        self, blobs: list[_Blob], separators: list[lines.Separator], tilt: float = 0.0
-    ) -> list[list[_Blob]]:
-        """Chain digits into numbers, then order numbers by rows and x (rows levelled by
-        ``tilt``, see reading_order)."""
-        cfg = self.config
-        blobs = sorted(blobs, key=lambda b: b.x)
-        nxt: dict[int, int] = {}
-        prev: dict[int, int] = {}
-        # Each digit links to the nearest digit on its right that shares its row.
-        pairs = []
-        for i, a in enumerate(blobs):
-            for j in range(i + 1, len(blobs)):
-                b = blobs[j]
-                gap = b.x - a.x1
-                size = max(a.h, b.h)
-                if gap > cfg.group_gap * size:
-                    continue
-                overlap = min(a.y1, b.y1) - max(a.y, b.y)
-                if overlap < cfg.row_overlap * min(a.h, b.h):
-                    continue
-                if any(_between(a, b, s) for s in separators):
-                    continue
-                pairs.append((max(gap, 0), i, j))
-        for _, i, j in sorted(pairs):
-            if i not in nxt and j not in prev:
-                nxt[i], prev[j] = j, i
-        chains = []
-        for i in range(len(blobs)):
-            if i in prev:
-                continue
-            chain = [i]
-            while chain[-1] in nxt:
-                chain.append(nxt[chain[-1]])
-            chains.append([blobs[k] for k in chain])
-        boxes = [_union(c) for c in chains]
-        return [chains[i] for i in reading_order(boxes, cfg.row_overlap, tilt)]
 
 
 def _ink(own: npt.NDArray[np.bool_], crop: U8, binary: U8) -> F32:
@@ -1061,109 +899,17 @@ def _ink(own: npt.NDArray[np.bool_], crop: U8, binary: U8) -> F32:
     return np.divide(ink, np.float32(top), dtype=np.float32)
 
 
-def _whole_piece(own: U8, fx: int, fy: int, speck_area: int) -> list[_Blob]:
+def _whole_piece(own: U8, fx: int, fy: int, speck_area: int) -> list[Blob]:
     """All of ``own`` (a piece's stroke pixels, cut out at (fx, fy)) as one blob, trimmed to
     its ink; none if it is a speck."""
     area = cv2.countNonZero(own)
     if area < speck_area:
         return []
     sx, sy, sw, sh = cv2.boundingRect(own)
-    return [_Blob(fx + sx, fy + sy, sw, sh, own[sy : sy + sh, sx : sx + sw].view(np.bool_), area)]
+    return [Blob(fx + sx, fy + sy, sw, sh, own[sy : sy + sh, sx : sx + sw].view(np.bool_), area)]
 
 
-# A row of a wide blob is a rule's row if ink covers this fraction of the blob's width ...
-_RULE_ROW_FILL = 0.6
-# ... where rows may slant by up to this many px per px (perspective tilts a rule; 0.1 is
-# about 6 degrees). Straight rows only: on 3,400 / 1,800 held-out / 300 HD rendered frames
-# 3,037 / 1,583 / 256 read exactly, with 155 / 130 / 42 digits missed; slanted (with the rows
-# either side of the rule's, at most half the blob's height): 3,039 / 1,585 / 257 and 144 /
-# 119 / 29 (the same with slopes up to 0.06).
-# About 120 us per such blob (0.2 per 640x480 frame) against 27 us for straight rows only.
-_RULE_MAX_SLOPE = 0.1
-# ... and the rule's rows are at most this fraction of the blob's height.
-_RULE_MAX_ROWS = 0.5
-# At most this many of a blob's pixels choose the rule's slope (all of them measure its rows).
-_RULE_SAMPLE = 2000
-
-
-def _strip_rule(b: _Blob) -> list[_Blob]:
-    """Digits joined by a rule the line finder missed (faint or broken): one blob far too wide
-    for its height. Erase the rule's rows in columns where nothing else is inked and return
-    the pieces that are left (empty when no rule rows are found)."""
-    m = b.mask
-    band = _rule_band(m)
-    if band is None:
-        return []
-    # Columns inked only inside the rule's rows carry nothing but the rule.
-    other = (m & ~band).any(axis=0)
-    cleaned = m.copy()
-    cleaned[:, ~other] &= ~band[:, ~other]
-    k, sub, st, _ = cv2.connectedComponentsWithStats(cleaned.view(np.uint8), connectivity=8)
-    out = []
-    for j in range(1, k):
-        sx, sy, sw, sh, area = (int(v) for v in st[j])
-        if sw < b.w:
-            out.append(
-                _Blob(b.x + sx, b.y + sy, sw, sh, sub[sy : sy + sh, sx : sx + sw] == j, area)
-            )
-    return out
-
-
-def _rule_band(m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_] | None:
-    """The pixels of ``m`` (a far too wide blob's mask) on the rows of a rule through it,
-    those rows slanted by the slope under _RULE_MAX_SLOPE that fills one of them most; None
-    when no row is filled to _RULE_ROW_FILL."""
-    h, w = m.shape
-    ys, xs = np.nonzero(m)
-    # Slopes a row apart over the blob's width, level first: ties keep the least slant.
-    steps = np.arange(int(_RULE_MAX_SLOPE * w) + 1)
-    steps = np.stack([steps, -steps], axis=1).ravel()[1:]
-    # The slope is chosen on a sample of the pixels: every slope costs a pass over them, and
-    # a rule across a 1080p frame has tens of thousands.
-    every = max(1, ys.size // _RULE_SAMPLE)
-    best = int(_sheared_fill(ys[::every], xs[::every], steps, w, h).max(axis=1).argmax())
-    fill = _sheared_fill(ys, xs, steps[best : best + 1], w, h)[0]
-    rule_rows = fill >= _RULE_ROW_FILL * w
-    # A rule is thin: a band filling most rows is ink, not digits on a rule (in a ruled page
-    # read light on dark, the paper between two rules: its edges came back as slivers read as
-    # confident 1s).
-    if not rule_rows.any() or rule_rows.sum() > _RULE_MAX_ROWS * h:
-        return None
-    # And the row either side: the rule's soft edge, and where the slant steps between rows.
-    grown = rule_rows.copy()
-    grown[1:] |= rule_rows[:-1]
-    grown[:-1] |= rule_rows[1:]
-    band = np.zeros_like(m)
-    on = grown[_sheared_rows(ys, xs, int(steps[best]), w)]
-    band[ys[on], xs[on]] = True
-    return band
-
-
-def _shear_reach(w: int) -> int:
-    """The most rows a pixel moves when rows drift by up to _RULE_MAX_SLOPE over the width
-    ``w`` are sheared level (half the drift, measured from the middle, plus rounding)."""
-    return int(_RULE_MAX_SLOPE * w) // 2 + 1
-
-
-def _sheared_rows(
-    ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp], step: int, w: int
-) -> npt.NDArray[np.intp]:
-    """Each pixel's row once rows drifting ``step`` over the width ``w`` are sheared level
-    (offset by the largest drift allowed, so that rows stay >= 0)."""
-    return ys - np.round(step / w * (xs - w / 2)).astype(np.intp) + _shear_reach(w)
-
-
-def _sheared_fill(
-    ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp], steps: npt.NDArray[np.intp], w: int, h: int
-) -> npt.NDArray[np.intp]:
-    """Pixels per sheared row (``_sheared_rows``), one row of counts per drift in ``steps``."""
-    rows = h + 2 * _shear_reach(w)
-    sheared = np.stack([_sheared_rows(ys, xs, int(s), w) for s in steps])
-    flat = (sheared + rows * np.arange(len(steps))[:, None]).ravel()
-    return np.bincount(flat, minlength=rows * len(steps)).reshape(len(steps), rows)
-
-
-def _shadow_residue(b: _Blob, contrast: U8, level: float) -> bool:
+def _shadow_residue(b: Blob, contrast: U8, level: float) -> bool:
     """True for a wide, faint blob with smooth sides: a hard shadow's edge, not ink."""
     if b.w < _RESIDUE_ASPECT * b.h:
         return False
@@ -1202,12 +948,12 @@ def _digit_sized(stats: I32, min_height: int) -> list[Box]:
 class _Heights(NamedTuple):
     """A number's digits after the height rules (``_by_height``) and what those dropped."""
 
-    kept: list[_Blob]
+    kept: list[Blob]
     tall: bool  # a member far taller than the rest went
     broken: bool  # a dropped fragment may be part of a faint or broken digit (_BROKEN_FRAC)
 
 
-def _by_height(number: list[_Blob]) -> _Heights:
+def _by_height(number: list[Blob]) -> _Heights:
     """``number``'s digits by height, and what was taken out (see ``_Heights``).
 
     Handwritten digits of one number share a height (MNIST's are all scaled to one). A member
@@ -1227,190 +973,3 @@ def _by_height(number: list[_Blob]) -> _Heights:
     return _Heights(
         [b for b in kept if b.h >= _SHORT_FRAC * tallest], len(kept) < len(number), broken
     )
-
-
-def _weakness(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-    """Per column: ink count plus the column's ink span (low where digits touch).
-
-    Where two round digits touch, their sides make a tall column of ink, but the span there
-    is short: the top and bottom contours dip towards the contact point.
-    """
-    count = cv2.reduce(mask.view(np.uint8), 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0]
-    top = np.argmax(mask, axis=0)
-    bottom = mask.shape[0] - np.argmax(mask[::-1], axis=0)
-    return (count + np.where(count > 0, bottom - top, 0)).astype(np.int64)
-
-
-def _clean_cut(mask: npt.NDArray[np.bool_]) -> int | None:
-    """Column where a narrow pair ("11", "71") touches, or None for a single digit.
-
-    The column must be crossed by one stroke no thicker than the digit's strokes, and both
-    sides must reach nearly the full height: a 4's bar fails that (its left part is short),
-    a 0 fails the single stroke.
-    """
-    h, w = mask.shape
-    lo, hi = int(_CLEAN_CUT_WINDOW * w), int((1 - _CLEAN_CUT_WINDOW) * w) + 1
-    if hi - lo < 1:
-        return None
-    m8 = mask.view(np.uint8)
-    # Strokes crossing each column: the rows where a run of ink starts (saturating 1 - 0).
-    starts = cv2.reduce(cv2.subtract(m8[1:], m8[:-1]), 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0]
-    starts += m8[0]
-    wide = w >= _VALLEY_ASPECT * h
-    mid_starts = starts[lo:hi]
-    if int(mid_starts.min()) > (2 if wide else 1):
-        # Every middle column is crossed by more strokes than a cut allows (most 0s, 2s,
-        # 3s, 8s): settled without the stroke-width estimate below.
-        return None
-    count = cv2.reduce(m8, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0]
-    area = int(count.sum())
-    edge = area - cv2.countNonZero(cv2.erode(m8, _SQUARE3, borderValue=0))
-    stroke = max(1.0, 2.0 * area / max(1, edge))
-    mid_count = count[lo:hi]
-    ok = (mid_starts == 1) & (mid_count <= _CLEAN_CUT_STROKES * stroke)
-    if wide:
-        ok |= (mid_starts <= 2) & (mid_count <= 2 * _CLEAN_CUT_STROKES * stroke)
-    cols = np.flatnonzero(ok)
-    if cols.size == 0:
-        return None
-    cols = cols[np.argsort(mid_count[cols], kind="stable")] + lo
-    # Each candidate's left part (rows inked before the column) and right part (rows inked
-    # after it), from each row's first and last inked column: one pass for all candidates.
-    rows_any = mask.any(axis=1)
-    first = np.where(rows_any, np.argmax(mask, axis=1), w)
-    last = np.where(rows_any, w - 1 - np.argmax(mask[:, ::-1], axis=1), -1)
-    left = first[None, :] < cols[:, None]
-    right = last[None, :] > cols[:, None]
-    top_l, top_r = np.argmax(left, axis=1), np.argmax(right, axis=1)
-    bot_l = h - 1 - np.argmax(left[:, ::-1], axis=1)
-    bot_r = h - 1 - np.argmax(right[:, ::-1], axis=1)
-    inked = int(np.count_nonzero(rows_any))
-    tall = _CLEAN_CUT_TALL * inked
-    ok = (
-        left.any(axis=1)
-        & right.any(axis=1)
-        & (bot_l + 1 - top_l >= tall)
-        & (bot_r + 1 - top_r >= tall)
-        # The left part stops well above the right one: a 4's bar ending at its stem.
-        & (bot_r - bot_l <= _STEM_DROP * inked)
-    )
-    for c in cols[ok].tolist():
-        if starts[c] > 1:
-            # Two strokes cross here: only a cut if the digits either side are much
-            # inkier per column (a wide 0 is two strokes all along, no valley).
-            d = max(2, int(_VALLEY_REACH * w))
-            body = min(int(count[max(0, c - d) : c].max()), int(count[c + 1 : c + 1 + d].max()))
-            if count[c] > _VALLEY_DEPTH * body:
-                continue
-        return int(c)
-    return None
-
-
-def _two_way_cuts(profile: npt.NDArray[np.int64]) -> list[int]:
-    """Candidate columns where a blob may be two touching digits, one per window, from its
-    ``_weakness`` profile.
-
-    Where touching digits overlap, the weakest column is often inside one of them, so the
-    reader is offered a cut left of, at and right of the middle and keeps what reads best.
-    """
-    w = profile.size
-    cuts: list[int] = []
-    for lo_frac, hi_frac in itertools.pairwise(_ALTERNATIVE_WINDOWS):
-        lo, hi = int(lo_frac * w), max(int(lo_frac * w) + 1, int(hi_frac * w))
-        c = lo + int(np.argmin(profile[lo:hi]))
-        if 0 < c < w and c not in cuts:
-            cuts.append(c)
-    return cuts
-
-
-def _edge_cuts(profile: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
-    """The weakest column near each side of a blob (from its ``_weakness`` profile), where a
-    touching "1" would be cut off: (column, index of the side's part: 0 left, 1 right)."""
-    w = profile.size
-    out: list[tuple[int, int]] = []
-    lo, hi = max(1, int(_EDGE_WINDOW[0] * w)), int(_EDGE_WINDOW[1] * w) + 1
-    if hi > lo:
-        out.append((lo + int(np.argmin(profile[lo:hi])), 0))
-        right = profile[w - hi : w - lo]
-        out.append((w - hi + int(np.argmin(right)), 1))
-    return out
-
-
-def _is_stem(part: _Blob, height: int) -> bool:
-    """A part nearly as tall as its blob and narrow: shaped like a "1"."""
-    return part.h >= _STEM_TALL * height and part.w <= _STEM_ASPECT * part.h
-
-
-def _pieces_at(b: _Blob, cuts: list[int], min_height: int) -> list[_Blob]:
-    """The parts of ``b`` between consecutive cut columns, trimmed to their ink."""
-    out: list[_Blob] = []
-    for c0, c1 in itertools.pairwise(cuts):
-        part = b.mask[:, c0:c1]
-        k0, r0, kw, rh = cv2.boundingRect(part.view(np.uint8))
-        if rh < min_height:  # (an empty part has a zero box)
-            continue
-        m = part[r0 : r0 + rh, k0 : k0 + kw].copy()
-        out.append(_Blob(b.x + c0 + k0, b.y + r0, kw, rh, m, cv2.countNonZero(m.view(np.uint8))))
-    return out
-
-
-class _Extent(NamedTuple):
-    """A box by its edges: what ``_between`` needs of a blob."""
-
-    x: int
-    y: int
-    x1: int
-    y1: int
-
-
-def _between(a: _Blob | _Extent, b: _Blob | _Extent, sep: lines.Separator) -> bool:
-    """True when a vertical separator runs between a (left) and b across their rows.
-
-    Where the line is on their rows, not its box: a border slanted by perspective has a box
-    wider than the gap between two digits. The box test (its centre, give or take its width)
-    split 9 numbers of 3,400 rendered frames at a border beside them, 4 read confidently.
-    """
-    top, bottom = min(a.y, b.y), max(a.y1, b.y1)
-    if not (sep.y < bottom and sep.y + sep.h > top):
-        return False
-    x = sep.x_at((top + bottom) / 2)
-    return (a.x + a.x1) / 2 < x < (b.x + b.x1) / 2
-
-
-def _union(blobs: list[_Blob]) -> Box:
-    x = min(b.x for b in blobs)
-    y = min(b.y for b in blobs)
-    return x, y, max(b.x1 for b in blobs) - x, max(b.y1 for b in blobs) - y
-
-
-def reading_order(boxes: list[Box], row_overlap: float = 0.5, tilt: float = 0.0) -> list[int]:
-    """Indices of boxes in reading order: rows top to bottom, then left to right.
-
-    A box joins a row when its vertical span overlaps a box of that row by ``row_overlap``
-    of the shorter of the two (the host's frame renderer uses the same rule for its truth,
-    on the page before the camera tilts it). ``tilt`` (rows per column: the page's ruled lines
-    or table borders as the camera sees them) levels the rows first: in a table seen at an
-    angle, numbers in one row of cells but at different heights within their cells had been
-    read as two rows, the higher one first (one of them confidently, "1757 084321 4127").
-    Levelled by the mean slope of the frame's horizontal lines: 3,039 -> 3,041 of 3,400
-    rendered frames exact; held-out and HD frames unchanged.
-    """
-    if tilt:
-        boxes = [(x, round(y - tilt * (x + w / 2)), w, h) for x, y, w, h in boxes]
-    order = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)
-    rows: list[list[int]] = []
-    for i in order:
-        _, y, _, h = boxes[i]
-        for row in rows:
-            # Single linkage: sharing the row with any member is enough, so a long, slightly
-            # tilted row stays one row.
-            if any(
-                min(y + h, boxes[j][1] + boxes[j][3]) - max(y, boxes[j][1])
-                >= row_overlap * min(h, boxes[j][3])
-                for j in row
-            ):
-                row.append(i)
-                break
-        else:
-            rows.append([i])
-    return [i for row in rows for i in sorted(row, key=lambda j: boxes[j][0])]

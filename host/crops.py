@@ -159,13 +159,24 @@ def camera_crops(frames: int, seed: int, indices: np.ndarray, cache_dir: Path = 
     """``render_crops`` with an on-disk cache keyed by frames, seed, digits and code."""
     import hashlib
 
+    import device.blobs
     import device.lines
     import device.normalize
+    import device.order
     import device.pooled
     import device.segment
+    import device.touching
 
     # Every module that shapes a crop: a change to any of them makes new crops.
-    code = [device.segment, device.lines, device.pooled, device.normalize]
+    code = [
+        device.segment,
+        device.blobs,
+        device.lines,
+        device.order,
+        device.touching,
+        device.pooled,
+        device.normalize,
+    ]
     source = (
         b"".join(Path(str(m.__file__)).read_bytes() for m in code)
         + Path(__file__).read_bytes()

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from device.atomic import atomic_write_bytes
-from device.segment import reading_order
+from device.order import reading_order
 from host.errors import DataError, OutputPathError
 from host.handwriting import VARIANT_LABEL, VARIANTS, GlyphBank
 
