@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-Box = tuple[int, int, int, int]  # x, y, w, h
+from device.reading import Box
 
 
 @dataclass

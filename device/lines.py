@@ -21,8 +21,8 @@ import numpy.typing as npt
 
 from device.blobs import Blob
 from device.pooled import POOL, up2
+from device.reading import Box
 
-Box = tuple[int, int, int, int]  # x, y, w, h
 U8 = npt.NDArray[np.uint8]
 I32 = npt.NDArray[np.int32]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from device import lines
-from device.blobs import Blob, Box, union
+from device.blobs import Blob, union
+from device.reading import Box
 
 
 class Extent(NamedTuple):

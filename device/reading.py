@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+Box = tuple[int, int, int, int]  # x, y, w, h in pixels (a reading's boxes: frame coordinates)
 
 
 @dataclass(frozen=True)

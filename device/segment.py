@@ -55,11 +55,12 @@ import numpy as np
 import numpy.typing as npt
 
 from device import lines, touching
-from device.blobs import Blob, Box, union
+from device.blobs import Blob, union
 from device.contract import POLARITIES
 from device.errors import ConfigError, ImageError
 from device.order import Extent, between, chain_numbers, reading_order
 from device.pooled import POOL, up2
+from device.reading import Box
 
 logger = logging.getLogger(__name__)
 
@@ -654,8 +655,7 @@ class Segmenter:
         digits offers its own two-way cuts, which the reader weighs if it keeps the split."""
         if pixels is None or b.w / b.h < self.config.alternative_aspect:
             return self._segment(b, buf, ox, oy, group)
-        cfg = self.config
-        cuts = functools.partial(touching.two_way, b, cfg.alternative_aspect, cfg.min_digit_height)
+        cuts = functools.partial(self._two_way, b)
         return self._segment(
             b, buf, ox, oy, group, functools.partial(_late_alternatives, cuts, pixels)
         )
@@ -837,6 +837,10 @@ class Segmenter:
         return False
 
     # ---------------------------------------------------------------- touching digits
+    def _two_way(self, b: Blob) -> list[list[Blob]]:
+        """``touching.two_way`` with this segmenter's settings."""
+        return touching.two_way(b, self.config.alternative_aspect, self.config.min_digit_height)
+
     def _split_wide(self, blobs: list[Blob]) -> list[tuple[list[Blob], _Recut | None]]:
         """Split blobs that hold touching digits; ``blobs`` is one number, left to right.
 
@@ -865,10 +869,7 @@ class Segmenter:
                 continue
             recut = None
             if aspect >= cfg.clean_split_aspect:
-                cuts = functools.partial(
-                    touching.two_way, b, cfg.alternative_aspect, cfg.min_digit_height
-                )
-                recut = _Recut(b, cuts)
+                recut = _Recut(b, functools.partial(self._two_way, b))
             out.append(([b], recut))
         return out
 

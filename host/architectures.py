@@ -7,6 +7,7 @@ report compares architectures on the axis that decides speed on a Pi.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 INPUT_SHAPE = (28, 28, 1)
@@ -116,8 +117,6 @@ def _first_conv_on_blocks(kernel, scale, bias):
     (3, 3, 4, 4F) and its bias. Output channel (dy * 2 + dx) * F + f is filter f at pixel
     (dy, dx) of the block, the order depth-to-space unfolds; input channel sy * 2 + sx is
     pixel (sy, sx) of a block, the order space-to-depth folds."""
-    import numpy as np
-
     f = kernel.shape[-1]
     b = S2D_BLOCK
     out = np.zeros((3, 3, b * b, b * b * f), np.float32)
@@ -137,7 +136,6 @@ def for_int8(model: keras.Model) -> keras.Model:
     """The model to convert to int8: the default network with its first conv (and its batch
     norm and ReLU) on 2x2 blocks, see S2D_BLOCK; any other model as it is. Built for
     conversion only (it holds TensorFlow ops), never saved."""
-    import numpy as np
     import tensorflow as tf
 
     names = [layer.name for layer in model.layers]
