@@ -72,6 +72,7 @@ def prepare_data(
     rng: np.random.Generator,
     camera_frames: int = 0,
     mnist_repeat: int = 1,
+    crops_seed: int | None = None,
 ):
     from host import augment
 
@@ -97,7 +98,11 @@ def prepare_data(
     if camera_frames:
         from host.crops import camera_crops
 
-        cx, cy, _ = camera_crops(camera_frames, int(rng.integers(1 << 30)), np.sort(train_idx))
+        # Drawn even when crops_seed is given, so the rest of the run's randomness is unchanged.
+        frames_seed = int(rng.integers(1 << 30))
+        if crops_seed is not None:
+            frames_seed = crops_seed
+        cx, cy, _ = camera_crops(camera_frames, frames_seed, np.sort(train_idx))
         logger.info("added %d camera-like crops from %d rendered frames", len(cx), camera_frames)
         x_tr, y_tr = np.concatenate([x_tr, cx]), np.concatenate([y_tr, cy])
     return x_tr, y_tr, augment.renormalize(x_val), y_val
@@ -129,7 +134,9 @@ def train(args: argparse.Namespace) -> Path:
 
     camera_frames = 0 if args.arch == "seed" or args.limit else args.camera_frames
     mnist_repeat = 1 if args.arch == "seed" else args.mnist_repeat  # the tutorial's data as is
-    x_tr, y_tr, x_val, y_val = prepare_data(args.arch, args.limit, rng, camera_frames, mnist_repeat)
+    x_tr, y_tr, x_val, y_val = prepare_data(
+        args.arch, args.limit, rng, camera_frames, mnist_repeat, args.crops_seed
+    )
     if args.extra:
         ex, ey = load_extra(Path(args.extra))
         x_tr, y_tr = np.concatenate([x_tr, ex]), np.concatenate([y_tr, ey])
@@ -166,7 +173,7 @@ def train(args: argparse.Namespace) -> Path:
         schedule = keras.optimizers.schedules.CosineDecay(
             1e-4,
             decay_steps=max(1, steps - steps // 8),
-            warmup_target=PEAK_LR,
+            warmup_target=args.peak_lr,
             warmup_steps=max(1, steps // 8),
             alpha=0.01,
         )
@@ -199,6 +206,8 @@ def train(args: argparse.Namespace) -> Path:
         "augment": augment_on,
         "camera_frames": camera_frames,
         "mnist_repeat": mnist_repeat,
+        "crops_seed": args.crops_seed,
+        "peak_lr": args.peak_lr,
         "init_from": str(args.init_from) if args.init_from else None,
         "extra": str(args.extra) if args.extra else None,
         "train_samples": len(x_tr),
@@ -246,12 +255,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="present each MNIST training digit this many times per epoch (default arch)",
     )
+    p.add_argument(
+        "--crops-seed",
+        type=int,
+        default=None,
+        help="seed of the rendered frames the camera crops come from (default: drawn from "
+        "--seed); with --init-from, a new value shows the model frames it has not seen while "
+        "keeping --seed's validation split",
+    )
+    p.add_argument(
+        "--peak-lr",
+        type=float,
+        default=PEAK_LR,
+        help=f"learning rate after warm-up, decayed by a cosine (default {PEAK_LR})",
+    )
     p.add_argument("--verbose", type=int, default=1, help="Keras progress: 0 none, 1 bar, 2 lines")
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         p.error("--epochs must be at least 1")
     if not 1 <= args.mnist_repeat <= 10:
         p.error("--mnist-repeat must be 1..10")
+    if not 0 < args.peak_lr <= 0.1:
+        p.error("--peak-lr must be in (0, 0.1]")
     if args.limit is not None and args.limit < 100:
         p.error("--limit must be at least 100")
     return args

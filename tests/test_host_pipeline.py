@@ -141,3 +141,29 @@ def test_failed_conversion_keeps_the_existing_model(tmp_path: Path):
     r = run("-m", "host.convert", "--keras", str(bogus), "--out", str(out))
     assert r.returncode == 2
     assert out.read_bytes() == b"last good model"
+
+
+def test_crops_seed_gives_new_camera_frames_but_keeps_the_validation_split(monkeypatch):
+    import host.crops
+    from host.train import prepare_data
+
+    seeds: list[int] = []
+
+    def fake_crops(frames: int, seed: int, indices: np.ndarray):
+        seeds.append(seed)
+        return np.zeros((frames, 28, 28), np.float32), np.zeros(frames, np.uint8), None
+
+    monkeypatch.setattr(host.crops, "camera_crops", fake_crops)
+    runs = [
+        prepare_data("default", 300, np.random.default_rng(1), 4, 1, crops_seed)
+        for crops_seed in (None, 5, None)
+    ]
+    assert seeds[1] == 5 and seeds[0] == seeds[2] != 5
+    for _, _, x_val, y_val in runs[1:]:
+        np.testing.assert_array_equal(x_val, runs[0][2])
+        np.testing.assert_array_equal(y_val, runs[0][3])
+
+
+def test_peak_lr_out_of_range_is_refused():
+    r = run("-m", "host.train", "--peak-lr", "0", "--limit", "100", "--out", "/tmp/x.keras")
+    assert r.returncode == 2 and "--peak-lr must be in (0, 0.1]" in r.stderr
