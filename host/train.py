@@ -66,6 +66,21 @@ def load_extra(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.uint8)
 
 
+def validation_split(
+    n: int, rng: np.random.Generator, limit: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A run's held-out validation digits and its training digits (MNIST training-set indices).
+
+    ``host.convert`` calls this with the run's seed to find the digits the model never learned.
+    """
+    order = rng.permutation(n)
+    val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
+    if limit:
+        train_idx = train_idx[:limit]
+        val_idx = val_idx[: max(200, limit // 10)]
+    return val_idx, train_idx
+
+
 def prepare_data(
     arch: str,
     limit: int | None,
@@ -77,11 +92,7 @@ def prepare_data(
     from host import augment
 
     data = load_mnist()
-    order = rng.permutation(len(data.x_train))
-    val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
-    if limit:
-        train_idx = train_idx[:limit]
-        val_idx = val_idx[: max(200, limit // 10)]
+    val_idx, train_idx = validation_split(len(data.x_train), rng, limit)
     x_tr, y_tr = data.x_train[train_idx], data.y_train[train_idx]
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
     if arch == "seed":

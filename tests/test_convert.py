@@ -1,0 +1,61 @@
+"""The confidence threshold host.convert recommends to the device."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from host.convert import (
+    THRESHOLD_BOUNDS,
+    error_upper_bound,
+    recommended_threshold,
+    threshold_digits,
+)
+from host.train import validation_split
+
+
+def _probs(confidences: list[float], right: list[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Two-class outputs whose top class has the given confidence, right or wrong."""
+    conf = np.asarray(confidences)
+    probs = np.stack([conf, 1.0 - conf], axis=1)
+    labels = np.where(np.asarray(right), 0, 1)
+    return probs, labels
+
+
+def test_error_upper_bound_follows_the_rule_of_three_and_grows_with_errors():
+    assert error_upper_bound(0, 3000) == pytest.approx(3 / 3000, rel=0.01)
+    bounds = [error_upper_bound(k, 5000) for k in range(5)]
+    assert all(a < b for a, b in itertools.pairwise(bounds))
+    assert error_upper_bound(4, 4) == 1.0
+    with pytest.raises(ValueError):
+        error_upper_bound(3, 2)
+
+
+def test_one_wrong_digit_among_a_thousand_does_not_set_a_low_threshold():
+    # 999 right digits at 0.99 and one wrong at 0.6: above 0.6 none is wrong, but 999 digits
+    # cannot show an error rate of at most 0.1% (the rate seen alone would recommend 0.61).
+    probs, labels = _probs([0.99] * 999 + [0.6], [True] * 999 + [False])
+    assert recommended_threshold(probs, labels) == THRESHOLD_BOUNDS[1]
+    # 3,500 right digits can (one wrong among 3,501 could still be 0.14%): the threshold then
+    # just clears the wrong one.
+    probs, labels = _probs([0.99] * 3500 + [0.6], [True] * 3500 + [False])
+    assert recommended_threshold(probs, labels) == 0.61
+
+
+def test_threshold_is_chosen_on_the_training_runs_held_out_digits():
+    n = 60000
+    idx, basis = threshold_digits({"seed": 7, "limit": None}, n)
+    val_idx, train_idx = validation_split(n, np.random.default_rng(7), None)
+    np.testing.assert_array_equal(idx, val_idx)
+    assert not np.intersect1d(idx, train_idx).size
+    assert "held-out validation digits (5000, seed 7)" in basis
+    limited, _ = threshold_digits({"seed": 7, "limit": 2000}, n)
+    assert len(limited) == 200 and not np.intersect1d(limited, train_idx[:2000]).size
+
+
+def test_threshold_without_a_training_record_says_so(caplog: pytest.LogCaptureFixture):
+    idx, basis = threshold_digits({}, 60000)
+    assert len(idx) == 5000 and "no training record" in basis
+    assert "may be too low" in caplog.text
