@@ -177,7 +177,10 @@ def installed_sizes() -> tuple[InstalledSize, InstalledSize]:
 
 # --- the daemon over recorded frames ----------------------------------------------------------
 
-_STOPPED = re.compile(r"stopped: (\d+) frames in ([\d.]+) s \(([\d.]+) fps\).*peak rss ([\d.]+) MB")
+_STOPPED = re.compile(
+    r"stopped: (\d+) frames in ([\d.]+) s \(([\d.]+) fps\).*peak rss ([\d.]+) MB"
+    r"(?:, anonymous ([\d.]+) MB at stop)?"
+)
 
 
 def daemon_config(frames_dir: Path, model: Path) -> str:
@@ -234,5 +237,6 @@ def run_daemon(config: Path, max_frames: int, cwd: Path) -> dict[str, Any]:
         "loop_s": float(m.group(2)),
         "fps": float(m.group(3)),
         "peak_mb": float(m.group(4)),
+        "anon_mb": float(m.group(5)) if m.group(5) else None,
         "wall_s": wall,
     }

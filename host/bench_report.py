@@ -707,16 +707,30 @@ def _section_footprint(results: dict[str, Any]) -> str:
     d = fp["daemon"]
     if isinstance(d, dict):
         daemon = _table(
-            ("frames", "loop s", "frames/s (daemon's own count)", "peak RSS MB", "wall s"),
+            (
+                "frames",
+                "loop s",
+                "frames/s (daemon's own count)",
+                "peak RSS MB",
+                "anonymous MB at stop",
+                "wall s",
+            ),
             [
                 (
                     d["frames"],
                     f"{d['loop_s']:.1f}",
                     f"{d['fps']:.1f}",
                     f"{d['peak_mb']:.0f}",
+                    "—" if d.get("anon_mb") is None else f"{d['anon_mb']:.0f}",
                     f"{d['wall_s']:.1f}",
                 )
             ],
+        )
+        daemon += (
+            "\n\nPeak RSS counts the shared-library pages the process has mapped (OpenCV, "
+            "NumPy, LiteRT), most of it; how many are mapped depends on the host's page cache, "
+            "so the same code can differ by several MB between runs on different days. The "
+            "anonymous memory is the process's own (frames, buffers, the interpreter's arena)."
         )
     else:
         daemon = d

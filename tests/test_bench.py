@@ -211,3 +211,17 @@ def test_digit_outcomes_say_where_each_truth_digit_went() -> None:
         "extra": 1,
     }
     assert digit_outcomes(truth[:1], [1], [], [])["missed"] == 1
+
+
+def test_daemon_stop_line_gives_peak_and_anonymous_memory() -> None:
+    from host.bench_footprint import _STOPPED
+
+    line = (
+        "stopped: 500 frames in 2.3 s (218.7 fps), 0 events, 0 rejected frames, "
+        "0 reconnects, peak rss 82.5 MB, anonymous 28.1 MB at stop"
+    )
+    m = _STOPPED.search(line)
+    assert m is not None and m.group(4, 5) == ("82.5", "28.1")
+    # A daemon from before the anonymous figure still parses, without it.
+    m = _STOPPED.search(line.split(", anonymous")[0])
+    assert m is not None and m.group(4) == "82.5" and m.group(5) is None

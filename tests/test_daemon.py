@@ -558,3 +558,11 @@ def test_disabled_publishers_are_not_imported(monkeypatch: pytest.MonkeyPatch) -
     with contextlib.ExitStack() as stack:
         outputs = device.daemon.build_outputs(Config(), stack, lambda: None)
     assert [type(o).__name__ for o in outputs] == ["StdoutOutput"]
+
+
+def test_memory_reports_the_anonymous_part_of_the_resident_memory() -> None:
+    from device.daemon import memory_mb
+
+    mem = memory_mb()
+    # The anonymous pages are the process's own; the rest of its RSS is mapped libraries.
+    assert 0 < mem["RssAnon"] < mem["VmRSS"] <= mem["VmHWM"]
