@@ -177,6 +177,19 @@ def recommended_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     return THRESHOLD_BOUNDS[1]
 
 
+def _parent_seed(train_info: dict[str, Any]) -> int | None:
+    """The seed of the run a continued (--init-from) model started from, if its record says."""
+    init = train_info.get("init_from")
+    if not init:
+        return None
+    record = Path(init).with_suffix(".train.json")
+    try:
+        seed = json.loads(record.read_text(encoding="utf-8")).get("seed")
+    except (OSError, ValueError):
+        return None
+    return seed if isinstance(seed, int) else None
+
+
 def threshold_digits(train_info: dict[str, Any], n: int) -> tuple[np.ndarray, str]:
     """MNIST training-set indices to choose the threshold on, and what they are.
 
@@ -190,10 +203,19 @@ def threshold_digits(train_info: dict[str, Any], n: int) -> tuple[np.ndarray, st
     seed = train_info.get("seed")
     if isinstance(seed, int):
         val_idx, _ = validation_split(n, np.random.default_rng(seed), train_info.get("limit"))
-        return (
-            val_idx,
-            f"the training run's held-out validation digits ({len(val_idx)}, seed {seed})",
-        )
+        basis = f"the training run's held-out validation digits ({len(val_idx)}, seed {seed})"
+        parent = _parent_seed(train_info)
+        if parent is not None and parent != seed:
+            logger.warning(
+                "the model was continued from one trained with --seed %d, which learned some of "
+                "this run's validation digits (--seed %d): the threshold may come out low; "
+                "continue with --seed %d to keep them held out",
+                parent,
+                seed,
+                parent,
+            )
+            basis += f", some of them learned by the model it continued (seed {parent})"
+        return val_idx, basis
     logger.warning(
         "no training record (.train.json) beside the model: the threshold is chosen on MNIST "
         "training digits the model may have learned, so it may be too low"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,3 +61,16 @@ def test_threshold_without_a_training_record_says_so(caplog: pytest.LogCaptureFi
     idx, basis = threshold_digits({}, 60000)
     assert len(idx) == 5000 and "no training record" in basis
     assert "may be too low" in caplog.text
+
+
+def test_a_continuation_with_another_seed_is_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    parent = tmp_path / "parent.keras"
+    parent.with_suffix(".train.json").write_text(json.dumps({"seed": 1234}))
+    _, basis = threshold_digits({"seed": 7, "limit": None, "init_from": str(parent)}, 60000)
+    assert "learned by the model it continued (seed 1234)" in basis
+    assert "continue with --seed 1234" in caplog.text
+    caplog.clear()
+    _, basis = threshold_digits({"seed": 1234, "limit": None, "init_from": str(parent)}, 60000)
+    assert "learned" not in basis and not caplog.text
