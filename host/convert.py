@@ -48,8 +48,6 @@ THRESHOLD_BOUNDS = (0.5, 0.97)
 # 0.63 read 3,400 rendered frames confidently 88% of the time, 95.3% of them right (0.97: 65%,
 # 99.3%).
 THRESHOLD_CONFIDENCE = 0.95
-# Digits to choose the threshold on when the model's training record is missing.
-VALIDATION_FALLBACK = 5000
 
 
 def labels_for(classes: int) -> list[str]:
@@ -198,7 +196,7 @@ def threshold_digits(train_info: dict[str, Any], n: int) -> tuple[np.ndarray, st
     learned some of them there. Without the run's record, any training digits will do, and the
     threshold may come out low.
     """
-    from host.train import validation_split
+    from host.train import VALIDATION_SIZE, validation_split
 
     seed = train_info.get("seed")
     if isinstance(seed, int):
@@ -220,8 +218,9 @@ def threshold_digits(train_info: dict[str, Any], n: int) -> tuple[np.ndarray, st
         "no training record (.train.json) beside the model: the threshold is chosen on MNIST "
         "training digits the model may have learned, so it may be too low"
     )
-    pick = np.random.default_rng(0).choice(n, VALIDATION_FALLBACK, replace=False)
-    return pick, f"{VALIDATION_FALLBACK} MNIST training digits (no training record)"
+    # As many digits as a run holds out, so the bound is as tight as with a record.
+    pick = np.random.default_rng(0).choice(n, VALIDATION_SIZE, replace=False)
+    return pick, f"{VALIDATION_SIZE} MNIST training digits (no training record)"
 
 
 def convert(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,7 +242,8 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
     arch = train_info.get("arch", "default")
     data = load_mnist()
     rng = np.random.default_rng(train_info.get("seed", 0))
-    # Representative and threshold samples come from the training set, never from the test set.
+    # Calibration samples come from the training set, never from the test set (the threshold's
+    # come from the run's held-out validation digits: threshold_digits).
     pick = rng.choice(len(data.x_train), REPRESENTATIVE_SAMPLES, replace=False)
     representative = model_inputs(data.x_train[pick], arch)
 
