@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from device import coarse
 from device.classifier import Classifier, Floats, LiteRTClassifier
 from device.contract import DEFAULT_MODEL, NOT_A_DIGIT, POLARITIES, Preprocessing
 from device.errors import ConfigError
@@ -195,9 +196,13 @@ class Reader(Closeable):
         config: ReaderConfig,
         preprocessing: Preprocessing,
         default_threshold: float = DEFAULT_THRESHOLD,
+        coarse_segmenter: SegmenterLike | None = None,
     ) -> None:
         self.classifier = classifier
         self.segmenter = segmenter
+        # Reads the shrunk frame of the coarse look at large digits (device.coarse); none:
+        # no coarse look. Its own instance: the frame sizes differ, and so do its buffers.
+        self.coarse_segmenter = coarse_segmenter
         self.config = config
         self.preprocessing = preprocessing
         self.threshold = config.threshold if config.threshold is not None else default_threshold
@@ -222,6 +227,8 @@ class Reader(Closeable):
             config,
             classifier.contract.preprocessing,
             default_threshold=threshold_from_manifest(classifier.contract.extra),
+            # The coarse view is cut to the roi already.
+            coarse_segmenter=Segmenter(SegmenterConfig(polarity=config.polarity)),
         )
         reader._owned.append(classifier)
         return reader
@@ -241,25 +248,26 @@ class Reader(Closeable):
         nothing was read, the frame is also read the other way and the better reading kept.
         A crop the model takes for no digit, unsurely, that is shaped like the digits of its
         number is shown as its likeliest digit, and the reading is then unsure
-        (NONE_READ_BELOW). ``timings_ms`` has "segment", "normalize" and
-        "classify" (all passes); a caller that decoded the frame adds "decode".
+        (NONE_READ_BELOW). An unsure reading holding a large digit gets a coarse look: the
+        frame shrunk is read too, and that reading kept if it is confident (device.coarse).
+        ``timings_ms`` has "segment", "normalize" and "classify" (all passes); a caller that
+        decoded the frame adds "decode".
         """
         timings: dict[str, float] = {}
-        digits, doubts = self._read_once(frame, timings, None)
-        text = text_of(digits)
-        reason = self._verdict(text, digits, doubts)
-        # (A confident reading is kept whatever the other way reads: no need to look.)
-        if reason and self._polarity_in_doubt(digits):
-            first = getattr(self.segmenter, "last_polarity", "")
-            other = "light_on_dark" if first == "dark_on_light" else "dark_on_light"
-            other_digits, other_doubts = self._read_once(frame, timings, other)
-            other_text = text_of(other_digits)
-            other_reason = self._verdict(other_text, other_digits, other_doubts)
-            logger.debug("polarity unsure: read as %s and as %s", first, other)
-            if _reads_better(other_digits, other_reason, digits, reason):
-                digits, text, reason = other_digits, other_text, other_reason
-            else:
-                self.segmenter.last_polarity = first  # type: ignore[attr-defined]
+        digits, text, reason = self._read_frame(frame, self.segmenter, timings)
+        rows = coarse.rows_read(frame, self.config.roi)
+        if reason and self.coarse_segmenter is not None and coarse.wanted(digits, rows):
+            # Large digits may have strokes the background filter took for paper: read the
+            # frame shrunk too, and keep that reading only if it is confident.
+            start = time.perf_counter()
+            view = coarse.coarse_view(frame, self.config.roi)
+            _add_ms(timings, "segment", start)
+            small_digits, small_text, small_reason = self._read_frame(
+                view.image, self.coarse_segmenter, timings
+            )
+            logger.debug("coarse look: %r read %r", text, small_text)
+            if not small_reason:
+                digits, text, reason = view.to_frame(small_digits), small_text, small_reason
         return Reading(
             text=text,
             digits=digits,
@@ -269,26 +277,42 @@ class Reader(Closeable):
             frame_shape=tuple(frame.shape),
         )
 
-    def _polarity_in_doubt(self, digits: Sequence[DigitResult]) -> bool:
-        """Whether the frame's polarity may be wrong: the segmenter was unsure of it, or it
-        detected it and found no digit at all. A bold marker digit wider than the background
-        kernel looks like light paper framed by dark "ink". On 3,400 rendered frames 2 more
-        read right (both confidently); see _reads_better for what an empty reading yields to."""
-        seg = self.segmenter
-        if not getattr(seg, "last_polarity_sure", True):
-            return True
-        return not digits and bool(getattr(seg, "last_polarity_auto", False))
+    def _read_frame(
+        self, frame: npt.NDArray[np.uint8], segmenter: SegmenterLike, timings: dict[str, float]
+    ) -> tuple[tuple[DigitResult, ...], str, str]:
+        """``frame`` read by ``segmenter`` (the other polarity too, where in doubt): its
+        digits, text and why it is not confident; adds to ``timings``."""
+        digits, doubts = self._read_once(frame, segmenter, timings, None)
+        text = text_of(digits)
+        reason = self._verdict(text, digits, doubts)
+        # (A confident reading is kept whatever the other way reads: no need to look.)
+        if reason and _polarity_in_doubt(segmenter, digits):
+            first = getattr(segmenter, "last_polarity", "")
+            other = "light_on_dark" if first == "dark_on_light" else "dark_on_light"
+            other_digits, other_doubts = self._read_once(frame, segmenter, timings, other)
+            other_text = text_of(other_digits)
+            other_reason = self._verdict(other_text, other_digits, other_doubts)
+            logger.debug("polarity unsure: read as %s and as %s", first, other)
+            if _reads_better(other_digits, other_reason, digits, reason):
+                digits, text, reason = other_digits, other_text, other_reason
+            else:
+                segmenter.last_polarity = first  # type: ignore[attr-defined]
+        return digits, text, reason
 
     def _read_once(
-        self, frame: npt.NDArray[np.uint8], timings: dict[str, float], polarity: str | None
+        self,
+        frame: npt.NDArray[np.uint8],
+        segmenter: SegmenterLike,
+        timings: dict[str, float],
+        polarity: str | None,
     ) -> tuple[tuple[DigitResult, ...], list[str]]:
         """The digits of one pass over ``frame`` (``polarity`` None: the segmenter's own)
         and the doubts about them; adds to ``timings``."""
         start = time.perf_counter()
         if polarity is None:
-            segments = list(self.segmenter.segment(frame))
+            segments = list(segmenter.segment(frame))
         else:
-            segments = list(self.segmenter.segment(frame, polarity=polarity))  # type: ignore[call-arg]
+            segments = list(segmenter.segment(frame, polarity=polarity))  # type: ignore[call-arg]
         _add_ms(timings, "segment", start)
         # The normalised crops the model read as no digit, in case the number needs them.
         rejected: dict[DigitResult, Floats] = {}
@@ -318,7 +342,7 @@ class Reader(Closeable):
         chosen = self._read_rejected(chosen, rejected, timings, doubts)
         chosen = _drop_rejected(chosen, doubts)
         # What the segmenter saw but could not read (faint ink beside a number).
-        doubts += list(getattr(self.segmenter, "last_doubts", ()))
+        doubts += list(getattr(segmenter, "last_doubts", ()))
         return tuple(chosen), doubts
 
     def _classify(
@@ -440,6 +464,17 @@ class Reader(Closeable):
             close = getattr(part, "close", None)
             if close is not None:
                 close()
+
+
+def _polarity_in_doubt(segmenter: SegmenterLike, digits: Sequence[DigitResult]) -> bool:
+    """Whether the frame's polarity may be wrong: the segmenter was unsure of it, or it
+    detected it and found no digit at all. A bold marker digit wider than the background
+    kernel looks like light paper framed by dark "ink". On 3,400 rendered frames 2 more
+    read right (both confidently); see _reads_better for what an empty reading yields to."""
+    seg = segmenter
+    if not getattr(seg, "last_polarity_sure", True):
+        return True
+    return not digits and bool(getattr(seg, "last_polarity_auto", False))
 
 
 def _needed(r: DigitResult, chosen: Sequence[DigitResult]) -> bool:
