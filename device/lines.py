@@ -38,6 +38,15 @@ _ACROSS_H = np.ones((3, 1), np.uint8)
 _ACROSS_V = np.ones((1, 3), np.uint8)
 # How far (full px) past a line's thickness strong ink keeps the line's pixels beside it.
 _REACH_PAST_LINE = 4
+# A stroke lying along a line (the base of a 2 written on a rule, a 1 against a cell border)
+# crosses nothing: it was erased with the line, and the 2 read as a 7 (the commonest misread
+# on ruled frames). Line pixels with this many times the line's median contrast that connect,
+# along such pixels, to a kept crossing stay: ink on the line, joined to a digit. Rendered
+# frames exact (3,400 / held-out 1,800 / 300 HD): 3,053 / 1,595 / 259 -> 3,075 / 1,606 /
+# 260, right among confident 99.2% / 99.2% either way (HD 98.5 -> 98.0%, one reading).
+# 1.3 / 1.7 / 2.0 read 3,051 / 3,072 / 3,072 of the 3,400; 1.5 without the connection to a
+# crossing 3,021 (darker stretches of the rules stayed, as stubs joining digits).
+_INK_ON_LINE = 1.5
 # A slanted line (perspective) has short straight runs: the directional opening, whose length
 # scales with the frame, missed thin slanted table borders in 720p and 1080p frames. There the
 # mask is first widened across the line by 2 * int(this * (scale - 1)) + 1 half-res px
@@ -293,10 +302,32 @@ def _erase_line_strip(
     erase = cv2.subtract(own[core], crossing[core])
     if not cv2.countNonZero(erase):
         return False
+    if cv2.countNonZero(rest):
+        erase = cv2.subtract(erase, _ink_on_line(own[core], crossing[core], contrast[core]))
+        if not cv2.countNonZero(erase):
+            return False
     keep = cv2.compare(erase, 0, cv2.CMP_EQ)  # 255 where the pixel stays
     for image in (region, contrast, strong):
         cv2.bitwise_and(image[core], keep, dst=image[core])
     return True
+
+
+def _ink_on_line(own: U8, crossed: U8, contrast: U8) -> U8:
+    """1 on the line pixels (``own``, 0/1) that are ink lying along the line: at least
+    _INK_ON_LINE times the line's median contrast and connected, through such pixels, to a
+    pixel kept for a crossing (``crossed``, 0/1); else 0."""
+    line = contrast[own.view(np.bool_)]
+    # The median from a histogram (uint8): a partition costs several times more.
+    counts = np.bincount(line, minlength=256).cumsum()
+    typical = int(counts.searchsorted((line.size - 1) // 2, side="right"))
+    _, dark = cv2.threshold(contrast, _INK_ON_LINE * max(1, typical), 1, cv2.THRESH_BINARY)
+    seeds = cv2.bitwise_and(own, crossed)
+    joined = cv2.bitwise_or(cv2.bitwise_and(dark, own), seeds)
+    n, labels = cv2.connectedComponents(joined, connectivity=8)
+    reached = np.zeros(n, np.uint8)
+    reached[labels[seeds.view(np.bool_)]] = 1
+    reached[0] = 0
+    return reached[labels]
 
 
 def _separator(

@@ -113,6 +113,24 @@ def test_segment_ignores_ruled_lines() -> None:
     assert all(20 <= s.box[3] <= 45 for s in segs)
 
 
+def test_segment_keeps_the_base_of_a_2_written_on_a_rule() -> None:
+    img = page(400, 300)
+    for y in range(15, 300, 45):
+        cv2.line(img, (0, y), (399, y), 150, 2)
+    # A 2 whose base lies along the rule at y = 150: it crosses nothing, but it is darker
+    # than the rule and joins the 2's diagonal, which does cross it.
+    cv2.ellipse(img, (95, 112), (16, 14), 0, 180, 360, INK, 3, cv2.LINE_AA)
+    cv2.line(img, (111, 112), (78, 150), INK, 3, cv2.LINE_AA)
+    cv2.line(img, (78, 150), (118, 150), INK, 3, cv2.LINE_AA)
+    segs = Segmenter().segment(img)
+    assert len(segs) == 1
+    _x, y, w, h = segs[0].box
+    # The base is all there (without it the 2 is a 7), and no more of the rule than that.
+    assert y + h >= 151 and 40 <= w <= 50, segs[0].box
+    base = segs[0].ink[-4:] > 0.3
+    assert base.any(axis=0).mean() >= 0.8
+
+
 def test_segment_merges_two_stroke_4() -> None:
     img = page()
     # A 4 written in two strokes: the open "L", then the stem through the bar's end, lifted
