@@ -14,6 +14,7 @@ from host.convert import (
     error_upper_bound,
     recommended_threshold,
     threshold_digits,
+    threshold_shortfall,
 )
 from host.train import validation_split
 
@@ -74,3 +75,16 @@ def test_a_continuation_with_another_seed_is_warned_of(
     caplog.clear()
     _, basis = threshold_digits({"seed": 1234, "limit": None, "init_from": str(parent)}, 60000)
     assert "learned" not in basis and not caplog.text
+
+
+def test_a_threshold_that_misses_the_target_is_said_to():
+    # An undertrained model: 2% of its confident digits are wrong; 0.97 is recommended anyway
+    # (the top of the range) and the shortfall says by how much.
+    probs, labels = _probs([0.99] * 4900 + [0.99] * 100, [True] * 4900 + [False] * 100)
+    threshold = recommended_threshold(probs, labels)
+    assert threshold == THRESHOLD_BOUNDS[1]
+    note = threshold_shortfall(probs, labels, threshold)
+    assert "100 of 5000 accepted digits are wrong" in note
+    # A model that meets it gets no note.
+    probs, labels = _probs([0.99] * 5000 + [0.6], [True] * 5000 + [False])
+    assert threshold_shortfall(probs, labels, recommended_threshold(probs, labels)) == ""
