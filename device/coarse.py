@@ -25,11 +25,11 @@ from device.reading import Box, DigitResult
 # The segmenter's reference frame height (its size settings are in px at this many rows).
 REFERENCE_ROWS = 480
 # An unsure reading gets the coarse look if one of its digits is at least this tall (px at
-# 480 rows). On rendered frames, where exact match only ever changes through readings that
-# become confident (3,400 frames / 1,800 held-out / 300 HD): 3,039 -> 3,053 / 1,585 ->
-# 1,595 / 257 -> 259, 1 / 1 / 0 of the new confident readings wrong; 6% of 640x480 frames
-# take the look. From 60 px: +14 / +11, 9% of frames; any height: -10 / +0 and 41 / 24 new
-# confident readings wrong (small digits shrunk to 8 px).
+# 480 rows). The coarse reading replaces only an unsure one, and only if it is confident.
+# Rendered frames read exactly (3,400 / 1,800 held-out / 300 HD): 3,039 -> 3,053 / 1,585 ->
+# 1,595 / 257 -> 259, with 1 / 1 / 0 of the new confident readings wrong; 6% of 640x480
+# frames take the look. From 60 px: +14 / +11, 9% of frames; at any height: -10 / +0, with
+# 41 / 24 new confident readings wrong (small digits shrunk to 8 px).
 COARSE_FROM = 80
 
 

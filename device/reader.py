@@ -471,10 +471,9 @@ def _polarity_in_doubt(segmenter: SegmenterLike, digits: Sequence[DigitResult]) 
     detected it and found no digit at all. A bold marker digit wider than the background
     kernel looks like light paper framed by dark "ink". On 3,400 rendered frames 2 more
     read right (both confidently); see _reads_better for what an empty reading yields to."""
-    seg = segmenter
-    if not getattr(seg, "last_polarity_sure", True):
+    if not getattr(segmenter, "last_polarity_sure", True):
         return True
-    return not digits and bool(getattr(seg, "last_polarity_auto", False))
+    return not digits and bool(getattr(segmenter, "last_polarity_auto", False))
 
 
 def _needed(r: DigitResult, chosen: Sequence[DigitResult]) -> bool:
