@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +102,15 @@ class SegmentLike(Protocol):
 
     @property
     def group(self) -> int: ...
+
+
+class _Pass(NamedTuple):
+    """One read of a frame by one segmenter (both polarities, where in doubt)."""
+
+    digits: tuple[DigitResult, ...]
+    text: str
+    reason: str  # why it is not confident ("" when it is)
+    tallest: int  # px: the tallest blob found, whether the model took it for a digit or not
 
 
 class SegmenterLike(Protocol):
@@ -254,20 +263,18 @@ class Reader(Closeable):
         decoded the frame adds "decode".
         """
         timings: dict[str, float] = {}
-        digits, text, reason = self._read_frame(frame, self.segmenter, timings)
+        digits, text, reason, tallest = self._read_frame(frame, self.segmenter, timings)
         rows = coarse.rows_read(frame, self.config.roi)
-        if reason and self.coarse_segmenter is not None and coarse.wanted(digits, rows):
+        if reason and self.coarse_segmenter is not None and coarse.wanted(tallest, rows):
             # Large digits may have strokes the background filter took for paper: read the
             # frame shrunk too, and keep that reading only if it is confident.
             start = time.perf_counter()
             view = coarse.coarse_view(frame, self.config.roi)
             _add_ms(timings, "segment", start)
-            small_digits, small_text, small_reason = self._read_frame(
-                view.image, self.coarse_segmenter, timings
-            )
-            logger.debug("coarse look: %r read %r", text, small_text)
-            if not small_reason:
-                digits, text, reason = view.to_frame(small_digits), small_text, small_reason
+            small = self._read_frame(view.image, self.coarse_segmenter, timings)
+            logger.debug("coarse look: %r read %r", text, small.text)
+            if not small.reason:
+                digits, text, reason = view.to_frame(small.digits), small.text, small.reason
         return Reading(
             text=text,
             digits=digits,
@@ -279,25 +286,28 @@ class Reader(Closeable):
 
     def _read_frame(
         self, frame: npt.NDArray[np.uint8], segmenter: SegmenterLike, timings: dict[str, float]
-    ) -> tuple[tuple[DigitResult, ...], str, str]:
-        """``frame`` read by ``segmenter`` (the other polarity too, where in doubt): its
-        digits, text and why it is not confident; adds to ``timings``."""
-        digits, doubts = self._read_once(frame, segmenter, timings, None)
+    ) -> _Pass:
+        """``frame`` read by ``segmenter`` (the other polarity too, where in doubt); adds to
+        ``timings``."""
+        digits, doubts, tallest = self._read_once(frame, segmenter, timings, None)
         text = text_of(digits)
         reason = self._verdict(text, digits, doubts)
         # (A confident reading is kept whatever the other way reads: no need to look.)
         if reason and _polarity_in_doubt(segmenter, digits):
             first = getattr(segmenter, "last_polarity", "")
             other = "light_on_dark" if first == "dark_on_light" else "dark_on_light"
-            other_digits, other_doubts = self._read_once(frame, segmenter, timings, other)
+            other_digits, other_doubts, other_tallest = self._read_once(
+                frame, segmenter, timings, other
+            )
             other_text = text_of(other_digits)
             other_reason = self._verdict(other_text, other_digits, other_doubts)
             logger.debug("polarity unsure: read as %s and as %s", first, other)
             if _reads_better(other_digits, other_reason, digits, reason):
                 digits, text, reason = other_digits, other_text, other_reason
+                tallest = other_tallest
             else:
                 segmenter.last_polarity = first  # type: ignore[attr-defined]
-        return digits, text, reason
+        return _Pass(digits, text, reason, tallest)
 
     def _read_once(
         self,
@@ -305,9 +315,10 @@ class Reader(Closeable):
         segmenter: SegmenterLike,
         timings: dict[str, float],
         polarity: str | None,
-    ) -> tuple[tuple[DigitResult, ...], list[str]]:
-        """The digits of one pass over ``frame`` (``polarity`` None: the segmenter's own)
-        and the doubts about them; adds to ``timings``."""
+    ) -> tuple[tuple[DigitResult, ...], list[str], int]:
+        """The digits of one pass over ``frame`` (``polarity`` None: the segmenter's own),
+        the doubts about them and the height of its tallest blob, read as a digit or not;
+        adds to ``timings``."""
         start = time.perf_counter()
         if polarity is None:
             segments = list(segmenter.segment(frame))
@@ -343,7 +354,7 @@ class Reader(Closeable):
         chosen = _drop_rejected(chosen, doubts)
         # What the segmenter saw but could not read (faint ink beside a number).
         doubts += list(getattr(segmenter, "last_doubts", ()))
-        return tuple(chosen), doubts
+        return tuple(chosen), doubts, max((int(s.box[3]) for s in segments), default=0)
 
     def _classify(
         self,

@@ -10,7 +10,7 @@ import pytest
 from test_reader import FakeClassifier, FakeSegment, FakeSegmenter, _blob
 
 from device import coarse
-from device.contract import DEFAULT_MODEL, Preprocessing
+from device.contract import DEFAULT_MODEL, NOT_A_DIGIT, Preprocessing
 from device.reader import Reader, ReaderConfig
 from device.reading import DigitResult
 
@@ -49,15 +49,14 @@ def test_boxes_read_in_the_view_map_back_to_frame_coordinates() -> None:
     ("height", "rows", "wanted"),
     [(80, 480, True), (79, 480, False), (80, 300, True), (179, 1080, False), (180, 1080, True)],
 )
-def test_only_digits_tall_for_the_frame_ask_for_the_coarse_look(
+def test_only_blobs_tall_for_the_frame_ask_for_the_coarse_look(
     height: int, rows: int, wanted: bool
 ) -> None:
-    digits = (DigitResult(1, 0.5, (0, 0, 10, 20)), DigitResult(4, 0.5, (20, 0, 40, height)))
-    assert coarse.wanted(digits, rows) is wanted
+    assert coarse.wanted(height, rows) is wanted
 
 
-def test_no_digits_ask_for_no_coarse_look() -> None:
-    assert not coarse.wanted((), 480)
+def test_a_frame_without_blobs_asks_for_no_coarse_look() -> None:
+    assert not coarse.wanted(0, 480)
 
 
 # --- the reader's coarse look, with fakes ---------------------------------------------------
@@ -98,6 +97,16 @@ def test_the_first_reading_stays_when_the_coarse_reading_is_unsure_too() -> None
     reading = reader.read(FRAME)
     assert reading.text == "45" and not reading.confident
     assert len(small.frames) == 1 and [len(b) for b in classifier.batches] == [2, 2]
+
+
+def test_large_blobs_the_model_reads_as_no_digit_still_ask_for_the_coarse_look() -> None:
+    # Read whole, the hollow marker digits are "none": nothing is left to measure but the blobs.
+    reader, _, _, small = _coarse_reader(
+        [NOT_A_DIGIT, NOT_A_DIGIT, 8, 4], [0.99, 0.99, 0.99, 0.98], _tall(2, 120), _tall(2, 60)
+    )
+    reading = reader.read(FRAME)
+    assert len(small.frames) == 1
+    assert reading.text == "84" and reading.confident
 
 
 def test_a_confident_reading_takes_no_coarse_look() -> None:
