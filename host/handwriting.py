@@ -40,6 +40,10 @@ def _stroke_width(alpha: np.ndarray) -> float:
     mask = (alpha > 0.5).astype(np.uint8)
     if not mask.any():
         return 1.0
+    if mask.all():
+        # No background inside the crop (a thick straight 1 fills its box): measure to the
+        # crop's edge. Without one, every distance is FLT_MAX, and cv2.line refused the width.
+        mask = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     dist = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
     return max(1.0, 2.0 * float(np.percentile(dist[mask > 0], 90)))
 

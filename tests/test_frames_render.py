@@ -14,7 +14,7 @@ from device.contract import DEFAULT_MODEL
 from device.reader import Reader
 from device.segment import Segment, Segmenter
 from host.frames import load_bank, main, render_set
-from host.handwriting import VARIANT_LABEL, VARIANTS, GlyphBank
+from host.handwriting import VARIANT_LABEL, VARIANTS, GlyphBank, _stroke_width, continental_1
 from host.reading_score import box_overlap
 
 # How often the reader finds as many digits per number as the truth has (the shipped model
@@ -95,6 +95,15 @@ def test_style_variants_keep_their_digit_label(bank: GlyphBank) -> None:
         assert g.ndim == 2 and g.max() > 0.9 and min(g.shape) > 5
     with pytest.raises(ValueError, match="does not apply"):
         bank.glyph(3, rng, variant="crossed_7")
+
+
+def test_a_1_that_fills_its_box_gets_a_continental_flag() -> None:
+    # A thick straight 1 whose crop is all ink has no background to measure its stroke
+    # against: the width was FLT_MAX and cv2.line refused it (crop seed 1515, frame 5655).
+    stem = np.ones((20, 3), np.float32)
+    assert 1.0 <= _stroke_width(stem) <= 4.0
+    flagged = continental_1(stem, np.random.default_rng(0))
+    assert flagged.shape[0] >= 20 and flagged.shape[1] > 3 + 4  # the flag reaches left
 
 
 def test_cli_rejects_bad_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
