@@ -21,9 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from device.reading import Box, DigitResult
+from device.segment import size_scale
 
-# The segmenter's reference frame height (its size settings are in px at this many rows).
-REFERENCE_ROWS = 480
 # An unsure reading gets the coarse look if the frame holds a blob at least this tall (px at
 # 480 rows), read as a digit or not. The coarse reading replaces only an unsure one, and only
 # if it is confident. Rendered frames read exactly (3,400 / 1,800 held-out / 300 HD): 3,039
@@ -53,16 +52,11 @@ class CoarseView(NamedTuple):
         return (ox + round(x * fx), oy + round(y * fy), round(w * fx), round(h * fy))
 
 
-def _scale(rows: int) -> float:
-    """The segmenter's size scale for a frame (or roi) of ``rows`` rows."""
-    return max(1.0, rows / REFERENCE_ROWS)
-
-
 def wanted(tallest: int, rows: int) -> bool:
     """Whether a frame (or roi) of ``rows`` rows whose tallest blob is ``tallest`` px high
     (read as a digit or not: a hollow marker digit may be read as none) is worth the coarse
     look."""
-    return tallest >= COARSE_FROM * _scale(rows)
+    return tallest >= COARSE_FROM * size_scale(rows)
 
 
 def rows_read(frame: npt.NDArray[Any], roi: Box | None) -> int:
@@ -76,7 +70,7 @@ def coarse_view(frame: npt.NDArray[np.uint8], roi: Box | None) -> CoarseView:
     x, y = (roi[0], roi[1]) if roi is not None else (0, 0)
     view = frame[y : y + roi[3], x : x + roi[2]] if roi is not None else frame
     h, w = view.shape[:2]
-    factor = 2.0 * _scale(h)
+    factor = 2.0 * size_scale(h)
     size = (max(1, round(w / factor)), max(1, round(h / factor)))
     small = cv2.resize(view, size, interpolation=cv2.INTER_AREA)
     return CoarseView(small, (w / size[0], h / size[1]), (x, y))

@@ -257,15 +257,19 @@ class Reader(Closeable):
         nothing was read, the frame is also read the other way and the better reading kept.
         A crop the model takes for no digit, unsurely, that is shaped like the digits of its
         number is shown as its likeliest digit, and the reading is then unsure
-        (NONE_READ_BELOW). An unsure reading holding a large digit gets a coarse look: the
-        frame shrunk is read too, and that reading kept if it is confident (device.coarse).
+        (NONE_READ_BELOW). An unsure reading of a frame holding a large blob gets a coarse
+        look: the frame shrunk is read too, and that reading kept if it is confident
+        (device.coarse).
         ``timings_ms`` has "segment", "normalize" and "classify" (all passes); a caller that
         decoded the frame adds "decode".
         """
         timings: dict[str, float] = {}
         digits, text, reason, tallest = self._read_frame(frame, self.segmenter, timings)
-        rows = coarse.rows_read(frame, self.config.roi)
-        if reason and self.coarse_segmenter is not None and coarse.wanted(tallest, rows):
+        if (
+            reason
+            and self.coarse_segmenter is not None
+            and coarse.wanted(tallest, coarse.rows_read(frame, self.config.roi))
+        ):
             # Large digits may have strokes the background filter took for paper: read the
             # frame shrunk too, and keep that reading only if it is confident.
             start = time.perf_counter()

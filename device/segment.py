@@ -171,6 +171,12 @@ _DENOISE_SIGMA = 0.2
 _SQUARE3 = np.ones((3, 3), np.uint8)
 
 
+def size_scale(rows: int) -> float:
+    """How much larger than at _REFERENCE_ROWS the stroke-sized settings are for a frame (or
+    roi) of ``rows`` rows: rows / _REFERENCE_ROWS, at least 1."""
+    return max(1.0, rows / _REFERENCE_ROWS)
+
+
 def _check(cond: bool, name: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"segmenter config: {name} {message}")
@@ -497,7 +503,7 @@ class Segmenter:
         gray, ox, oy = self._gray(frame)
         self._offset = (ox, oy)
         buf = self._buffers(*gray.shape)
-        self._scale = max(1.0, gray.shape[0] / _REFERENCE_ROWS)
+        self._scale = size_scale(gray.shape[0])
         wanted = polarity or self.config.polarity
         contrast, polarity, sure = self._contrast(gray, wanted)
         self.last_polarity, self.last_polarity_sure = polarity, sure
