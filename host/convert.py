@@ -162,15 +162,21 @@ def error_upper_bound(wrong: int, n: int, confidence: float = THRESHOLD_CONFIDEN
     return hi
 
 
+def _accepted(conf: np.ndarray, wrong: np.ndarray, threshold: float) -> tuple[int, int, bool]:
+    """Of the digits read at ``threshold`` or above: how many are wrong, how many there are,
+    and whether that meets TARGET_ACCEPTED_ERROR by the error's upper bound."""
+    accepted = conf >= threshold
+    n, bad = int(accepted.sum()), int(wrong[accepted].sum())
+    return bad, n, n > 0 and error_upper_bound(bad, n) <= TARGET_ACCEPTED_ERROR
+
+
 def recommended_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     """The lowest threshold (0.01 steps, within THRESHOLD_BOUNDS) whose accepted digits are
     wrong at most TARGET_ACCEPTED_ERROR of the time, by the error's upper bound."""
     conf = probs.max(axis=1)
     wrong = probs.argmax(axis=1) != labels
     for t in np.round(np.arange(THRESHOLD_BOUNDS[0], THRESHOLD_BOUNDS[1] + 1e-9, 0.01), 2):
-        accepted = conf >= t
-        n = int(accepted.sum())
-        if n and error_upper_bound(int(wrong[accepted].sum()), n) <= TARGET_ACCEPTED_ERROR:
+        if _accepted(conf, wrong, float(t))[2]:
             return float(t)
     return THRESHOLD_BOUNDS[1]
 
@@ -179,10 +185,8 @@ def threshold_shortfall(probs: np.ndarray, labels: np.ndarray, threshold: float)
     """What ``threshold`` misses the target by on these digits, or an empty string when it
     meets it (the top of THRESHOLD_BOUNDS is recommended when no threshold meets it: an
     undertrained model)."""
-    accepted = probs.max(axis=1) >= threshold
-    n = int(accepted.sum())
-    wrong = int((probs.argmax(axis=1) != labels)[accepted].sum())
-    if n and error_upper_bound(wrong, n) <= TARGET_ACCEPTED_ERROR:
+    wrong, n, met = _accepted(probs.max(axis=1), probs.argmax(axis=1) != labels, threshold)
+    if met:
         return ""
     return (
         f"no threshold up to {THRESHOLD_BOUNDS[1]:.2f} meets it: at {threshold:.2f} "
