@@ -313,14 +313,18 @@ def _erase_line_strip(
     return True
 
 
+def order_statistic(values: U8, k: int) -> int:
+    """The ``k``-th smallest of uint8 ``values`` (0-based), from their histogram: np.quantile
+    costs ten times more, a partition twice as much."""
+    return int(np.bincount(values, minlength=256).cumsum().searchsorted(k, side="right"))
+
+
 def _ink_on_line(own: U8, crossed: U8, contrast: U8) -> U8:
     """1 on the line pixels (``own``, 0/1) that are ink lying along the line: at least
     _INK_ON_LINE times the line's median contrast and connected, through such pixels, to a
     pixel kept for a crossing (``crossed``, 0/1); else 0."""
     line = contrast[own.view(np.bool_)]
-    # The median from a histogram (uint8): a partition costs several times more.
-    counts = np.bincount(line, minlength=256).cumsum()
-    typical = int(counts.searchsorted((line.size - 1) // 2, side="right"))
+    typical = order_statistic(line, (line.size - 1) // 2)  # the median
     _, dark = cv2.threshold(contrast, _INK_ON_LINE * max(1, typical), 1, cv2.THRESH_BINARY)
     seeds = cv2.bitwise_and(own, crossed)
     joined = cv2.bitwise_or(cv2.bitwise_and(dark, own), seeds)
