@@ -165,6 +165,11 @@ class ReaderSection(_Section):
         min=0.0,
         max=1.0,
     )
+    fine_look: bool = _f(
+        False,
+        "read an unsure frame of at most 480 rows again enlarged (about 9 ms per such 640x480 "
+        "frame); the next camera frame is the daemon's cheaper second look",
+    )
 
     def check(self) -> None:
         if len(self.roi) not in (0, 4):

@@ -532,6 +532,7 @@ def reader_config(config: Config) -> ReaderConfig:
         polarity=r.polarity,
         num_threads=r.num_threads,
         views_below=r.views_below,
+        fine_look=r.fine_look,
     )
 
 

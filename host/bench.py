@@ -426,7 +426,12 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
                                     peer_out[peer.psm].append(_peer_read(peer, data, failures))
         startup = {p.psm: p.startup_ms() for p, _ in peers}
         misread = mnist_misread(reader.classifier)
-    out: dict[str, Any] = {"sizes": {}, "tesseract": None, "mnist_misread": misread}
+    out: dict[str, Any] = {
+        "sizes": {},
+        "tesseract": None,
+        "mnist_misread": misread,
+        "one_shot": one_shot(int8_path, sets[0]),
+    }
     for s in sets:
         stage = {k: Summary.of(v) for k, v in timings[s.size].items()}
         out["sizes"][s.size] = {
@@ -453,6 +458,23 @@ def bench_frames(int8_path: Path, sets: list[FrameSet], plan: Plan) -> dict[str,
             },
         }
     return out
+
+
+def one_shot(int8_path: Path, s: FrameSet) -> dict[str, Any]:
+    """The 640x480 frames read once each as ``device.read`` reads by default: an unsure frame
+    is read again enlarged (``ReaderConfig.fine_look``, ``device.looks``). Time per frame
+    (decode included) and the readings."""
+    from device.reader import Reader, ReaderConfig
+    from host.bench_timing import Summary
+
+    totals, readings = [], []
+    with Reader.from_model(int8_path, ReaderConfig(num_threads=1, fine_look=True)) as reader:
+        _read_frame(reader, s.files[0])  # warm-up: the enlarged frame's buffers
+        for data in s.files:
+            reading, t = _read_frame(reader, data)
+            totals.append(t["total"])
+            readings.append(reading)
+    return {"total": Summary.of(totals), "readings": readings, "truth": s.truth}
 
 
 # --- 4. accuracy ------------------------------------------------------------------------------
@@ -523,6 +545,17 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
             "confident": n_conf,
             "confident_right": sum(c and ok for c, ok in zip(confident, correct, strict=True)),
             "glyphs": glyph_split(res["truth"], correct, frames["mnist_misread"]),
+        }
+    shot = frames.get("one_shot")
+    if shot:
+        truths = [f["text"] for f in shot["truth"]]
+        texts = [r.text for r in shot["readings"]]
+        correct = [t == g for t, g in zip(truths, texts, strict=True)]
+        confident = [r.confident for r in shot["readings"]]
+        out["one_shot"] = {
+            "score": score(truths, texts),
+            "confident": sum(confident),
+            "confident_right": sum(c and ok for c, ok in zip(confident, correct, strict=True)),
         }
     tess = frames.get("tesseract")
     if tess:

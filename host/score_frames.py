@@ -12,6 +12,9 @@ the frames holding a digit the reader's classifier (second look included) misrea
 and exact match on the others: what the camera and the segmenter cost, apart from the
 classifier's own MNIST errors.
 
+``--fine-look`` reads as ``device.read`` does by default: unsure frames of at most 480 rows are
+read again enlarged (``device.looks``); without it, as the daemon reads.
+
 ``--truth-boxes`` also reads every frame as a perfect segmenter would hand it over: the ink
 inside each truth digit box (``Segmenter.ink_in``), normalised and classified as the reader
 does, each crop taken as its likeliest digit. Its exact match is what the classifier alone
@@ -83,15 +86,19 @@ def _read_truth_boxes(reader: Any, frame: np.ndarray, truth: dict[str, Any]) -> 
 
 
 def run(
-    folders: list[Path], model: Path, failures: Path | None, truth_boxes: bool = False
+    folders: list[Path],
+    model: Path,
+    failures: Path | None,
+    truth_boxes: bool = False,
+    fine_look: bool = False,
 ) -> dict[str, Any]:
     from device.images import load_image
-    from device.reader import Reader
+    from device.reader import Reader, ReaderConfig
 
     jobs = [(folder, f) for folder in folders for f in _frames(folder)]
     truths, texts, confident, wrong, boxed = [], [], [], [], []
     outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
-    with Reader.from_model(model) as reader:
+    with Reader.from_model(model, ReaderConfig(fine_look=fine_look)) as reader:
         for folder, f in jobs:
             frame = load_image(folder / f["file"], grey=True)
             reading = reader.read(frame)
@@ -188,9 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also read each frame from its truth digit boxes: what the classifier alone allows",
     )
+    p.add_argument(
+        "--fine-look",
+        action="store_true",
+        help="read as device.read does: unsure frames again enlarged (device.looks)",
+    )
     args = p.parse_args(argv)
     return run_command(
-        lambda: print(report(run(args.folders, args.model, args.failures, args.truth_boxes)))
+        lambda: print(
+            report(run(args.folders, args.model, args.failures, args.truth_boxes, args.fine_look))
+        )
     )
 
 

@@ -75,6 +75,10 @@ def test_quick_bench_report_has_every_section(quick_run) -> None:
     assert "QUICK run" in text
     assert "### Where the digits went" in text and "| merged with a neighbour |" in text
     assert "ESTIMATE µs/digit" in text
+    # The one-shot read (device.read's fine look) beside the daemon's reader, and its figures.
+    frames = text.split("## 2. ")[1].split("## 3.")[0]
+    assert "**One-shot read**" in frames and "the reader above: exact match" in frames
+    assert "| exact match, one-shot read (device.read: unsure frames again enlarged) |" in text
 
 
 def test_quick_bench_report_has_tesseract_figures_or_says_why_not(quick_run) -> None:

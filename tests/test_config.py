@@ -189,12 +189,18 @@ def test_daemon_reader_section_defaults_are_the_readers_own() -> None:
 def test_daemon_reader_section_reaches_the_reader() -> None:
     base = default_config()
     section = dataclasses.replace(
-        base.reader, threshold=0.9, views_below=0.0, roi=(1, 2, 30, 40), expected_count=5
+        base.reader,
+        threshold=0.9,
+        views_below=0.0,
+        roi=(1, 2, 30, 40),
+        expected_count=5,
+        fine_look=True,
     )
     got = reader_config(dataclasses.replace(base, reader=section))
-    assert (got.threshold, got.views_below, got.roi, got.expected_count) == (
+    assert (got.threshold, got.views_below, got.roi, got.expected_count, got.fine_look) == (
         0.9,
         0.0,
         (1, 2, 30, 40),
         5,
+        True,
     )

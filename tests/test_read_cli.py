@@ -263,3 +263,20 @@ def test_annotate_draws_red_for_an_unsure_reading_and_leaves_the_frame_alone(
     reddish = (drawn[:, :, 2].astype(int) - drawn[:, :, 1].astype(int)) > 100
     amber_roi = (drawn[10, 50:250, 2] > 200) & (drawn[10, 50:250, 0] < 50)
     assert reddish.sum() > 100 and amber_roi.all()
+
+
+def test_unsure_images_get_the_fine_look_unless_asked_not_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """tests/frames/f0032.jpg (15-20 px digits on ruled paper) is read unsurely at its own
+    size and confidently enlarged (see tests/test_looks.py)."""
+    frame = str(ROOT / "tests" / "frames" / "f0032.jpg")
+    truth = json.loads((ROOT / "tests" / "frames" / "truth.json").read_text())
+    expected = next(f["text"] for f in truth["frames"] if f["file"] == "f0032.jpg")
+    code, lines, _ = _run(["--json", frame], capsys)
+    fine = json.loads(lines[0])
+    code_plain, lines_plain, _ = _run(["--json", "--no-fine-look", frame], capsys)
+    plain = json.loads(lines_plain[0])
+    assert code == code_plain == 0
+    assert fine["reading"] == expected and fine["confident"] is True
+    assert plain["confident"] is False

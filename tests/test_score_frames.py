@@ -119,3 +119,26 @@ def test_a_missing_image_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "truth.json").write_text(json.dumps({"frames": truth["frames"][:2]}))
     assert main([str(tmp_path)]) == 2
     assert truth["frames"][1]["file"] in capsys.readouterr().err
+
+
+def test_fine_look_scores_as_device_read_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The committed frame of small digits read unsure at its own size (tests/test_looks.py):
+    with --fine-look it is one more confident reading, and the text is the same."""
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(FRAMES / "f0032.jpg", one)
+    truth = json.loads((FRAMES / "truth.json").read_text())
+    frame = next(f for f in truth["frames"] if f["file"] == "f0032.jpg")
+    (one / "truth.json").write_text(json.dumps({**truth, "frames": [frame]}))
+
+    def confident(*flags: str) -> tuple[int, int]:
+        assert main([str(one), *flags]) == 0
+        out = capsys.readouterr().out
+        m = re.search(r"exact match (\d+).*\nconfident (\d+)", out)
+        assert m, out
+        return int(m.group(1)), int(m.group(2))
+
+    assert confident() == (1, 0)
+    assert confident("--fine-look") == (1, 1)
