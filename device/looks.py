@@ -20,7 +20,8 @@ takes this look at an unsure reading (something read) of a frame of at most
 development host), so it is meant for one-shot reads (``device.read``); in the daemon the
 next camera frame is the cheaper second look.
 
-Either look's reading replaces the first only if it is confident.
+Either look's reading replaces the first if it is confident, or, unsure like the first, if it
+is much surer of its digits (``reader.POLARITY_MARGIN``, the rule for the other polarity).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from device.segment import size_scale
 COARSE_FROM = 80
 # The fine look enlarges the frame this many times (cubic interpolation). Rendered frames
 # (session 16; `host.score_frames --fine-look`), 3,400 / 1,800 held-out: 26% / 28% of them
-# take the look; exact 3,075 -> 3,084 / 1,607 -> 1,617; confident readings 2,353 -> 2,472 /
+# take the look; exact 3,077 -> 3,090 / 1,609 -> 1,622 (3,084 / 1,617 when only a confident
+# reading of the look was kept); confident readings 2,353 -> 2,472 /
 # 1,217 -> 1,283, of which right 99.2% -> 99.2% / 99.2% -> 99.1% (3 of the 119 / 1 of the 66
 # new ones wrong). 1.5 times: the same exact match, 20 / 6 fewer confident readings, 98.9% of the
 # held-out ones right. A prototype that looked at every unsure frame read +10 exact / +126

@@ -57,7 +57,11 @@ ALTERNATIVES_BELOW = 0.95
 # polarity's wins only if its mean log confidence is this much higher. On the 140 frames with
 # polarity evidence closer than 1.5 among 3,950 rendered ones: 86 right read one way, 100
 # with this rule (101 either way), and 4 digits more than the truth where comparing
-# sure-digit counts added 155. (0 / 0.05 / 0.2 / 0.3 read as many frames right.)
+# sure-digit counts added 155. (0 / 0.05 / 0.2 / 0.3 read as many frames right.) The same
+# rule picks between the first reading and a second look's (device.looks) when both are
+# unsure (before session 16 only a confident second look was kept): exact 3,075 -> 3,077 /
+# 1,607 -> 1,609 / 260 -> 261 on the 3,400 / held-out 1,800 / 300 HD rendered frames; with the
+# fine look 3,084 -> 3,090 / 1,617 -> 1,622; confident readings unchanged.
 POLARITY_MARGIN = 0.1
 # A blob the model reads as one digit is read as several only if the model is at least this
 # sure of every part. Cutting a digit leaves stroke pieces the model reads fairly well (a lone
@@ -269,9 +273,10 @@ class Reader(Closeable):
         A crop the model takes for no digit, unsurely, that is shaped like the digits of its
         number is shown as its likeliest digit, and the reading is then unsure
         (NONE_READ_BELOW). An unsure reading of a frame holding a large blob gets a coarse
-        look: the frame shrunk is read too, and that reading kept if it is confident; if the
-        reader has a fine segmenter, an unsure reading of smaller digits in a frame of at most
-        480 rows gets a fine look, the frame enlarged, kept the same way (device.looks).
+        look: the frame shrunk is read too, and that reading kept if it reads better (as the
+        other polarity's: confident, or unsure but surer by POLARITY_MARGIN); if the reader
+        has a fine segmenter, an unsure reading of smaller digits in a frame of at most 480
+        rows gets a fine look, the frame enlarged, kept the same way (device.looks).
         ``timings_ms`` has "segment", "normalize" and "classify" (all passes); a caller that
         decoded the frame adds "decode".
         """
@@ -279,7 +284,8 @@ class Reader(Closeable):
         digits, text, reason, tallest = self._read_frame(frame, self.segmenter, timings)
         look = self._second_look(frame, tallest, bool(digits)) if reason else None
         if look is not None:
-            # Read the frame at another scale too; keep that reading if it is confident.
+            # Read the frame at another scale too; keep that reading if it is confident, or
+            # unsure as the first but much surer of its digits (as for the other polarity).
             name, segmenter = look
             start = time.perf_counter()
             make_view = looks.coarse_view if name == "coarse" else looks.fine_view
@@ -287,7 +293,7 @@ class Reader(Closeable):
             _add_ms(timings, "segment", start)
             other = self._read_frame(view.image, segmenter, timings)
             logger.debug("%s look: %r read %r", name, text, other.text)
-            if not other.reason:
+            if _reads_better(other.digits, other.reason, digits, reason):
                 digits, text, reason = view.to_frame(other.digits), other.text, other.reason
         return Reading(
             text=text,
