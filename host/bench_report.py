@@ -519,7 +519,8 @@ def _one_shot_note(results: dict[str, Any]) -> str:
         "**One-shot read** (`device.read`'s default; the daemon does not take it, its next "
         "frame is its second look): the same 640x480 frames once each, an unsure reading of "
         "smaller digits read again from the frame enlarged twice (`device.looks`), kept if "
-        f"confident. Per frame, decode included: median {_p1090(total)} ms, mean "
+        "it reads better (confident, or unsure but surer). Per frame, decode included: "
+        f"median {_p1090(total)} ms, mean "
         f"{total.mean:.2f} ms ({1000.0 / total.mean:.0f} frames/s); "
         + read(acc["score"].exact_rate, acc["confident"], acc["confident_right"])
         + "; the reader above: "
