@@ -36,8 +36,8 @@ from device.reading import Box, DigitResult
 from device.segment import size_scale
 
 # An unsure reading gets the coarse look if the frame holds a blob at least this tall (px at
-# 480 rows), read as a digit or not. The coarse reading replaces only an unsure one, and only
-# if it is confident. Rendered frames read exactly (3,400 / 1,800 held-out / 300 HD): 3,039
+# 480 rows), read as a digit or not. Rendered frames, when the look's reading replaced the
+# first only if it was confident, read exactly (3,400 / 1,800 held-out / 300 HD): 3,039
 # -> 3,053 / 1,585 -> 1,595 / 257 -> 259, with 1 / 1 / 0 of the new confident readings wrong;
 # 6% of 640x480 frames take the look. From 60 px: +14 / +11, 9% of frames; at any height:
 # -10 / +0, with 41 / 24 new confident readings wrong (small digits shrunk to 8 px). Counting
@@ -46,14 +46,16 @@ from device.segment import size_scale
 # rules).
 COARSE_FROM = 80
 # The fine look enlarges the frame this many times (cubic interpolation). Rendered frames
-# (session 16; `host.score_frames --fine-look`), 3,400 / 1,800 held-out: 26% / 28% of them
-# take the look; exact 3,077 -> 3,090 / 1,609 -> 1,622 (3,084 / 1,617 when only a confident
-# reading of the look was kept); confident readings 2,353 -> 2,472 /
-# 1,217 -> 1,283, of which right 99.2% -> 99.2% / 99.2% -> 99.1% (3 of the 119 / 1 of the 66
-# new ones wrong). 1.5 times: the same exact match, 20 / 6 fewer confident readings, 98.9% of the
-# held-out ones right. A prototype that looked at every unsure frame read +10 exact / +126
-# confident on the 3,400 enlarged twice, +5 / +98 at 1.25 times and +5 / +58 from the frame
-# merely shifted by a pixel: partly a second sampling of the same frame, partly the scale.
+# (session 16; `host.score_frames --fine-look`), 3,400 / 1,800 held-out, 26% / 28% of which
+# take the look: exact 3,077 -> 3,090 / 1,609 -> 1,622 (3,084 / 1,617 when only a confident
+# reading of the look was kept); confident readings 2,353 -> 2,472 / 1,217 -> 1,283, right
+# among them 99.2% -> 99.2% / 99.2% -> 99.1% (3 of the 119 / 1 of the 66 new ones wrong).
+# 1.5 times: the same exact match, 20 / 6 fewer confident readings, 98.9% of the held-out ones
+# right. The ink level's floor rises with the rows as for any taller frame; held at its
+# 480-row value it read 3,085 / 1,618 (min_contrast 28). A prototype that looked at every
+# unsure frame read +10 exact / +126 confident on the 3,400 enlarged twice, +5 / +98 at 1.25
+# times and +5 / +58 from the frame merely shifted by a pixel: the gain is partly a second
+# sampling of the same frame, partly the scale.
 FINE_FACTOR = 2
 # Only frames (rois) of at most this many rows get the fine look: enlarged, a 1080p frame
 # would be 8 Mpx (a prototype that looked at HD frames too read 1 more of 300 exactly).
