@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -127,6 +127,15 @@ class SegmenterLike(Protocol):
     """
 
     def segment(self, frame: npt.NDArray[np.uint8]) -> Sequence[SegmentLike]: ...
+
+
+class _Look(NamedTuple):
+    """A second look at a frame (device.looks): its name for the log, the segmenter that
+    reads it, and how the frame is resized for it."""
+
+    name: str
+    segmenter: SegmenterLike
+    view: Callable[[npt.NDArray[np.uint8], Box | None], looks.ScaledView]
 
 
 @dataclass(frozen=True)
@@ -286,9 +295,8 @@ class Reader(Closeable):
         if look is not None:
             # Read the frame at another scale too; keep that reading if it is confident, or
             # unsure as the first but much surer of its digits (as for the other polarity).
-            name, segmenter = look
+            name, segmenter, make_view = look
             start = time.perf_counter()
-            make_view = looks.coarse_view if name == "coarse" else looks.fine_view
             view = make_view(frame, self.config.roi)
             _add_ms(timings, "segment", start)
             other = self._read_frame(view.image, segmenter, timings)
@@ -306,16 +314,16 @@ class Reader(Closeable):
 
     def _second_look(
         self, frame: npt.NDArray[np.uint8], tallest: int, anything_read: bool
-    ) -> tuple[str, SegmenterLike] | None:
-        """Which second look an unsure reading of ``frame`` gets, and the segmenter that takes
-        it: "coarse" where its tallest blob is large (strokes the background filter may have
-        taken for paper), else "fine" where something was read and the reader has a fine
-        segmenter; None for neither (device.looks)."""
+    ) -> _Look | None:
+        """Which second look an unsure reading of ``frame`` gets: the coarse one where its
+        tallest blob is large (strokes the background filter may have taken for paper), else
+        the fine one where something was read and the reader has a fine segmenter; None for
+        neither (device.looks)."""
         rows = looks.rows_read(frame, self.config.roi)
         if self.coarse_segmenter is not None and looks.coarse_wanted(tallest, rows):
-            return "coarse", self.coarse_segmenter
+            return _Look("coarse", self.coarse_segmenter, looks.coarse_view)
         if self.fine_segmenter is not None and anything_read and looks.fine_wanted(tallest, rows):
-            return "fine", self.fine_segmenter
+            return _Look("fine", self.fine_segmenter, looks.fine_view)
         return None
 
     def _read_frame(

@@ -918,8 +918,7 @@ def _shadow_residue(b: Blob, contrast: U8, level: float) -> bool:
     if b.w < _RESIDUE_ASPECT * b.h:
         return False
     ink = contrast[b.y : b.y1, b.x : b.x1][b.mask]
-    k = int(_INK_QUANTILE * (ink.size - 1))
-    top = float(np.partition(ink, k)[k])
+    top = float(lines.order_statistic(ink, int(_INK_QUANTILE * (ink.size - 1))))
     if top > _RESIDUE_CONTRAST * level:
         return False
     # The gradient at the blob's edge needs the paper around it: a margin of two pixels.

@@ -510,6 +510,23 @@ def mnist_accuracy(nets: list[Network], plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
+def _judged(truth: list[dict[str, Any]], readings: list[Any]) -> dict[str, Any]:
+    """Readings against their frames' truth: the score, which were right, and how many were
+    confident (and right)."""
+    from host.reading_score import score
+
+    truths = [f["text"] for f in truth]
+    texts = [r.text for r in readings]
+    correct = [t == g for t, g in zip(truths, texts, strict=True)]
+    confident = [r.confident for r in readings]
+    return {
+        "score": score(truths, texts),
+        "correct": correct,
+        "confident": sum(confident),
+        "confident_right": sum(c and ok for c, ok in zip(confident, correct, strict=True)),
+    }
+
+
 def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
     from host.reading_score import (
         DIGIT_OUTCOMES,
@@ -523,40 +540,30 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"sizes": {}, "peers": []}
     for size, res in frames["sizes"].items():
+        judged = _judged(res["truth"], res["readings"])
         truths = [f["text"] for f in res["truth"]]
         texts = [r.text for r in res["readings"]]
-        sc = score(truths, texts)
-        correct = [t == g for t, g in zip(truths, texts, strict=True)]
+        correct = judged["correct"]
         min_conf = [min((d.confidence for d in r.digits), default=0.0) for r in res["readings"]]
-        confident = [r.confident for r in res["readings"]]
-        n_conf = sum(confident)
         outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
         for f, r in zip(res["truth"], res["readings"], strict=True):
             for k, v in frame_outcomes(f, r.digits).items():
                 outcomes[k] += v
         out["sizes"][size] = {
             "outcomes": outcomes,
-            "score": sc,
+            "score": judged["score"],
             "curve": threshold_curve(correct, min_conf, THRESHOLDS),
             "errors": {
                 k: sum(error_kind(t, g) == k for t, g in zip(truths, texts, strict=True))
                 for k in ERROR_KINDS[1:]
             },
-            "confident": n_conf,
-            "confident_right": sum(c and ok for c, ok in zip(confident, correct, strict=True)),
+            "confident": judged["confident"],
+            "confident_right": judged["confident_right"],
             "glyphs": glyph_split(res["truth"], correct, frames["mnist_misread"]),
         }
     shot = frames.get("one_shot")
     if shot:
-        truths = [f["text"] for f in shot["truth"]]
-        texts = [r.text for r in shot["readings"]]
-        correct = [t == g for t, g in zip(truths, texts, strict=True)]
-        confident = [r.confident for r in shot["readings"]]
-        out["one_shot"] = {
-            "score": score(truths, texts),
-            "confident": sum(confident),
-            "confident_right": sum(c and ok for c, ok in zip(confident, correct, strict=True)),
-        }
+        out["one_shot"] = _judged(shot["truth"], shot["readings"])
     tess = frames.get("tesseract")
     if tess:
         first = next(iter(frames["sizes"].values()))

@@ -35,13 +35,28 @@ def test_an_hd_frame_is_shrunk_to_240_rows() -> None:
     assert view.factor == pytest.approx((1920 / 427, 4.5))
 
 
-def test_the_roi_is_cut_out_before_shrinking() -> None:
+@pytest.mark.parametrize(
+    ("make_view", "shape", "box"),
+    [
+        # A roi under 480 rows is halved by the coarse look ...
+        (looks.coarse_view, (100, 150), (280, 220, 60, 100)),
+        # ... and doubled by the fine one.
+        (looks.fine_view, (400, 600), (220, 130, 15, 25)),
+    ],
+    ids=["coarse", "fine"],
+)
+def test_the_roi_is_cut_out_before_resizing(
+    make_view: Any, shape: tuple[int, int], box: tuple[int, int, int, int]
+) -> None:
     frame = np.zeros((480, 640), np.uint8)
     frame[100:300, 200:500] = 255  # the roi, white
-    view = looks.coarse_view(frame, (200, 100, 300, 200))
-    # A roi under 480 rows is halved; nothing outside it comes along.
-    assert view.image.shape == (100, 150) and (view.image == 255).all()
+    view = make_view(frame, (200, 100, 300, 200))
+    # Nothing outside the roi comes along.
+    assert view.image.shape == shape and (view.image == 255).all()
     assert view.origin == (200, 100)
+    # A digit read in the view maps back into the frame, roi offset included.
+    digits = (DigitResult(3, 0.99, (40, 60, 30, 50), 0),)
+    assert view.to_frame(digits) == (DigitResult(3, 0.99, box, 0),)
 
 
 def test_boxes_read_in_the_view_map_back_to_frame_coordinates() -> None:
@@ -59,16 +74,6 @@ def test_a_vga_frame_is_read_again_at_twice_its_size() -> None:
     # The stroke is where it was, twice as large.
     assert (view.image[204:396, 602:618] > 150).all()
     assert (view.image[:, :590] == 0).all() and (view.image[:, 630:] == 0).all()
-
-
-def test_the_fine_look_enlarges_only_the_roi() -> None:
-    frame = np.zeros((480, 640), np.uint8)
-    frame[100:300, 200:500] = 255  # the roi, white
-    view = looks.fine_view(frame, (200, 100, 300, 200))
-    assert view.image.shape == (400, 600) and (view.image == 255).all()
-    assert view.origin == (200, 100)
-    digits = (DigitResult(3, 0.99, (40, 60, 30, 50), 0),)
-    assert view.to_frame(digits) == (DigitResult(3, 0.99, (220, 130, 15, 25), 0),)
 
 
 @pytest.mark.parametrize(
