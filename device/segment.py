@@ -34,7 +34,8 @@ The pipeline, for one grey frame:
    Digit-sized ink beside a number that was traced but never reached the ink level (faint
    pencil) makes the number doubtful: ``last_doubts`` says so, and the reader's verdict with it.
 
-The parts live in their own modules: lines and rules in ``device.lines``, the cuts of
+The parts live in their own modules: the contrast image and the ink level (steps 1-2, and the
+threshold of step 3) in ``device.contrast``, lines and rules in ``device.lines``, the cuts of
 touching digits in ``device.touching``, chaining and reading order in ``device.order``, the
 digit candidate itself in ``device.blobs``.
 
@@ -57,6 +58,7 @@ import numpy.typing as npt
 from device import lines, touching
 from device.blobs import Blob, union
 from device.contract import POLARITIES
+from device.contrast import ink_contrast, ink_level
 from device.errors import ConfigError, ImageError
 from device.order import Extent, between, chain_numbers, reading_order
 from device.pooled import POOL, up2
@@ -82,24 +84,6 @@ _REFERENCE_ROWS = 480
 # 67.3% (65 -> 20 blobs), seed 606 68.7% -> 72.0% (59 -> 23); 1280x720 seed 505 80.0% ->
 # 80.7%. An exponent of 0.4: 66.7%, 71.3%, 79.3%. 640x480 is unchanged (factor 1).
 _FLOOR_EXPONENT = 0.5
-# The background is estimated on a copy this many times smaller per side: the paper's light
-# varies slowly, and a small image makes the large morphological filter cheap.
-_BG_SCALE = 8
-# Smallest odd kernel (in small-image pixels) of the background filter.
-_BG_MIN_KERNEL = 3
-# When auto-detecting polarity, a small-image pixel counts as evidence only if it deviates from
-# the median background by more than this many grey levels (sensor noise stays below it).
-_POLARITY_DEADBAND = 6
-# The polarity is unsure when the winning side has fewer than this many times the other's
-# evidence pixels: the reader then reads the frame both ways (if its reading is unsure) and
-# keeps the better reading. On 3,500 rendered frames 13 were read with the wrong polarity, 9
-# of them below 1.2 (22 frames in all, 0.6%), 12 below 1.5 (104 frames, 3%). Exact match on
-# 3,950 frames (640x480 to 1920x1080): 3,281 without the second look, 3,292 at 1.2, 3,295 at
-# 1.5; but at 1.5 the median frame took 2% longer, and reading paper texture as ink the wrong
-# way raised the daemon's peak memory from 79 to 82 MB (at 1.2: 79 MB).
-_POLARITY_SURE_RATIO = 1.2
-# Contrast images are scaled to 0..255; dark-on-light contrast is relative to the paper.
-_FULL = 255.0
 # Ink crops are scaled so that this quantile of their stroke pixels becomes 1.0: MNIST strokes
 # have a saturated core, a single hot pixel should not set the scale.
 _INK_QUANTILE = 0.9
@@ -460,35 +444,8 @@ class Segmenter:
         """Ink contrast image (0..255, ink bright), the polarity it was read with and whether
         that polarity is sure (``polarity`` "auto" detects it from the frame)."""
         buf = self._buffers(*gray.shape)
-        h, w = gray.shape
-        small = cv2.resize(
-            gray,
-            (max(1, w // _BG_SCALE), max(1, h // _BG_SCALE)),
-            interpolation=cv2.INTER_AREA,
-        )
-        k = max(_BG_MIN_KERNEL, self._scaled(self.config.background_kernel) // _BG_SCALE) | 1
-        sure = True
-        if polarity == "auto":
-            median = cv2.medianBlur(small, min(k, 5))
-            darker = cv2.subtract(median, small)
-            lighter = cv2.subtract(small, median)
-            dark_score = int(np.count_nonzero(darker > _POLARITY_DEADBAND))
-            light_score = int(np.count_nonzero(lighter > _POLARITY_DEADBAND))
-            polarity = "light_on_dark" if light_score > dark_score else "dark_on_light"
-            low, high = sorted((dark_score, light_score))
-            sure = high >= _POLARITY_SURE_RATIO * max(1, low)
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-        # A close removes dark strokes narrower than the kernel and leaves the paper; an open
-        # does the same for light strokes.
-        op = cv2.MORPH_CLOSE if polarity == "dark_on_light" else cv2.MORPH_OPEN
-        bg_small = cv2.morphologyEx(small, op, kernel, borderType=cv2.BORDER_REPLICATE)
-        cv2.resize(bg_small, (w, h), dst=buf.bg, interpolation=cv2.INTER_LINEAR)
-        if polarity == "dark_on_light":
-            cv2.subtract(buf.bg, gray, dst=buf.contrast)
-            # Relative darkness: a shadow dims paper and ink alike, the ratio stays.
-            cv2.divide(buf.contrast, buf.bg, dst=buf.contrast, scale=_FULL)
-        else:
-            cv2.subtract(gray, buf.bg, dst=buf.contrast)
+        kernel = self._scaled(self.config.background_kernel)
+        polarity, sure = ink_contrast(gray, polarity, kernel, buf.bg, buf.contrast)
         return buf.contrast, polarity, sure
 
     # ---------------------------------------------------------------- main entry
@@ -599,13 +556,9 @@ class Segmenter:
         return _ink(binary > 0, self._buf.contrast[y0:y1, x0:x1], binary)
 
     def _level(self, contrast: U8) -> float:
-        """The ink level: Otsu's threshold of the contrast image, never below min_contrast
-        (raised for frames taller than _REFERENCE_ROWS, see _FLOOR_EXPONENT)."""
-        # Every other row and column: a quarter of the pixels, the same histogram's shape.
-        sample = np.ascontiguousarray(contrast[::2, ::2])
-        otsu, _ = cv2.threshold(sample, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-        floor = self.config.min_contrast * self._scale**_FLOOR_EXPONENT
-        return max(min(floor, 254.0), otsu)
+        """The ink level of the contrast image (``device.contrast.ink_level``), never below
+        min_contrast (raised for frames taller than _REFERENCE_ROWS, see _FLOOR_EXPONENT)."""
+        return ink_level(contrast, self.config.min_contrast * self._scale**_FLOOR_EXPONENT)
 
     def _ink_and_lines(
         self, buf: _Buffers, level: float
