@@ -17,6 +17,7 @@ from device.errors import ConfigError
 from device.images import load_image
 from device.reader import (
     DEFAULT_THRESHOLD,
+    NONE_MAX_ASPECT,
     SPLIT_SURE,
     VIEWS_BELOW,
     Reader,
@@ -477,7 +478,7 @@ def test_a_digit_shaped_blob_the_model_doubts_is_read_as_its_best_digit_unsurely
         (30, 20, 0.95, 0.3),  # surely no digit
         (30, 20, 0.6, 0.05),  # no digit likely enough
         (18, 15, 0.6, 0.3),  # much shorter than the number's digits: a speck or a stroke end
-        (30, 40, 0.6, 0.3),  # wider than tall: not one digit
+        (30, 45, 0.6, 0.3),  # 1.5 times as wide as tall: not one digit
     ],
 )
 def test_a_rejected_blob_is_dropped_unless_the_number_needs_it(
@@ -488,6 +489,18 @@ def test_a_rejected_blob_is_dropped_unless_the_number_needs_it(
     reading = reader.read(FRAME)
     assert reading.text == "42" and not reading.confident
     assert "1 blob(s) in the number not read as a digit" in reading.reason
+
+
+def test_a_rejected_blob_somewhat_wider_than_tall_is_still_read_as_a_digit() -> None:
+    # A 6 widened by perspective (w/h 1.2) that the model doubts: the number needs it.
+    assert 1.2 <= NONE_MAX_ASPECT < 1.5
+    classifier = FakeClassifier([4, NOT_A_DIGIT, 2, 6], [0.99, 0.6, 0.99, 0.3])
+    reader = Reader(
+        classifier, _number_with_a_rejected_blob(30, 36), ReaderConfig(), Preprocessing()
+    )
+    reading = reader.read(FRAME)
+    assert reading.text == "462" and not reading.confident
+    assert "'6' is a guess" in reading.reason
 
 
 def test_a_lone_rejected_speck_leaves_the_reading_confident() -> None:
