@@ -15,7 +15,7 @@ PI_KEY ?=
 PI_DIR ?= /opt/digit-reader
 export PI PI_PORT PI_KEY PI_DIR
 
-.PHONY: help setup data train train-full train-seed convert convert-seed evaluate frames demo selftest test lint typecheck \
+.PHONY: help setup data train train-full train-seed gpu-bundle convert convert-seed evaluate frames demo selftest test lint typecheck \
         bench bench-quick deploy deploy-model rollback provision test-arm64 clean
 
 help: ## List the targets
@@ -45,6 +45,9 @@ train-full: data ## The shipped model's recipe: 4x the camera crops, 40 epochs (
 
 train-seed: data ## Train the tutorial's seed CNN -> models/seed.keras
 	$(PY) -m host.train --arch seed --out models/seed.keras
+
+gpu-bundle: data $(STAMP) ## Keras wheels + MNIST for training on an offline GPU machine -> build/gpu (host/gpu/train.sh there)
+	PYTHON=$(PY) host/gpu/bundle.sh build/gpu
 
 convert: $(STAMP) ## Convert to a full-integer LiteRT model + contract (models/digits.tflite, .json)
 	$(PY) -m host.convert --float
