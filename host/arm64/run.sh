@@ -160,11 +160,11 @@ if [[ -n ${ARM64_TESTS:-} ]]; then
 else
     # Device tests: those that import nothing of TensorFlow, Keras, the browser or host/ (except
     # host.mnist, plain NumPy, which some device tests use for real digits), and are not about
-    # host tooling (deploy, systemd, shellcheck, this script).
+    # host tooling (deploy, systemd, shellcheck, the GPU bundle, this script).
     tests=()
     for f in "$REPO"/tests/test_*.py; do
         case $(basename "$f") in
-        test_deploy.py | test_systemd_unit.py | test_shellcheck.py | test_arm64.py) continue ;;
+        test_deploy.py | test_systemd_unit.py | test_shellcheck.py | test_gpu_bundle.py | test_arm64.py) continue ;;
         esac
         grep -qP '^\s*(from|import)\s+(tensorflow|keras|playwright)\b|^\s*(from|import)\s+host\.(?!mnist\b)|^\s*import\s+host\b' "$f" &&
             continue
