@@ -15,6 +15,11 @@ classifier's own MNIST errors.
 ``--fine-look`` reads as ``device.read`` does by default: unsure frames of at most 480 rows are
 read again enlarged (``device.looks``); without it, as the daemon reads.
 
+``--save FILE`` writes every frame's reading (JSON); ``--against FILE`` compares this run's
+readings with a saved run's, frame by frame: how many changed, how many of those went right or
+wrong and which. That is how a reader change is checked for what it breaks, not only for the
+net count.
+
 ``--truth-boxes`` also reads every frame as a perfect segmenter would hand it over: the ink
 inside each truth digit box (``Segmenter.ink_in``), normalised and classified as the reader
 does, each crop taken as its likeliest digit. Its exact match is what the classifier alone
@@ -25,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from device.atomic import atomic_write_bytes
 from device.contract import DEFAULT_MODEL
 from host.errors import ScoreError, run_command
 from host.reading_score import (
@@ -40,6 +47,9 @@ from host.reading_score import (
     normalise_text,
     score,
 )
+
+# The layout of a file written by --save.
+READINGS_FORMAT = 1
 
 
 def _frames(folder: Path) -> list[dict[str, Any]]:
@@ -97,6 +107,7 @@ def run(
 
     jobs = [(folder, f) for folder in folders for f in _frames(folder)]
     truths, texts, confident, wrong, boxed = [], [], [], [], []
+    readings: list[dict[str, Any]] = []
     outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
     with Reader.from_model(model, ReaderConfig(fine_look=fine_look)) as reader:
         for folder, f in jobs:
@@ -107,6 +118,14 @@ def run(
             truths.append(f["text"])
             texts.append(reading.text)
             confident.append(reading.confident)
+            readings.append(
+                {
+                    "image": str(folder / f["file"]),
+                    "truth": f["text"],
+                    "reading": reading.text,
+                    "confident": reading.confident,
+                }
+            )
             if normalise_text(reading.text) != normalise_text(f["text"]):
                 wrong.append(
                     [
@@ -143,7 +162,89 @@ def run(
         "confident_right": sum(c and r for c, r in zip(confident, right, strict=True)),
         "outcomes": outcomes,
         "glyphs": glyphs,
+        "readings": readings,
     }
+
+
+def save_readings(path: Path, readings: list[dict[str, Any]]) -> None:
+    """Write a run's readings for a later ``--against`` (a temp file renamed when complete)."""
+    data = {"format": READINGS_FORMAT, "readings": readings}
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+
+
+def load_readings(path: Path) -> list[dict[str, Any]]:
+    """A run's readings saved by ``--save``; a file that is not one is refused by name."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        readings = data["readings"] if data.get("format") == READINGS_FORMAT else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as e:
+        raise ScoreError(
+            f"{path} is not a run saved by `host.score_frames --save` ({e}); save one first"
+        ) from e
+    if readings is None:
+        raise ScoreError(f"{path} is not a run saved by `host.score_frames --save`; save one first")
+    return list(readings)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One frame read differently by two runs."""
+
+    image: str
+    truth: str
+    before: str
+    before_confident: bool
+    after: str
+    after_confident: bool
+
+    def right(self, reading: str) -> bool:
+        return normalise_text(reading) == normalise_text(self.truth)
+
+
+def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[Change]:
+    """The frames (by image path) both runs read whose text or confidence differs."""
+    earlier = {r["image"]: r for r in before}
+    common = [r for r in after if r["image"] in earlier]
+    if not common:
+        raise ScoreError(
+            "the saved run read none of these frames; compare runs over the same folders"
+        )
+    return [
+        Change(
+            a["image"],
+            a["truth"],
+            earlier[a["image"]]["reading"],
+            bool(earlier[a["image"]]["confident"]),
+            a["reading"],
+            bool(a["confident"]),
+        )
+        for a in common
+        if (a["reading"], a["confident"])
+        != (earlier[a["image"]]["reading"], earlier[a["image"]]["confident"])
+    ]
+
+
+def comparison_report(changes: list[Change]) -> str:
+    """How the changed frames moved: right / wrong, confident / unsure, and each one."""
+    to_right = sum(c.right(c.after) and not c.right(c.before) for c in changes)
+    to_wrong = sum(c.right(c.before) and not c.right(c.after) for c in changes)
+    confident_wrong = sum(c.after_confident and not c.right(c.after) for c in changes) - sum(
+        c.before_confident and not c.right(c.before) for c in changes
+    )
+    lines = [
+        f"against the saved run: {len(changes)} reading(s) changed, {to_right} to right, "
+        f"{to_wrong} to wrong; confident wrong readings {confident_wrong:+d}"
+    ]
+
+    def said(text: str, sure: bool) -> str:
+        return f"{text!r} ({'confident' if sure else 'unsure'})"
+
+    lines += [
+        f"  {c.image}: truth {c.truth!r}: {said(c.before, c.before_confident)} -> "
+        f"{said(c.after, c.after_confident)}"
+        for c in changes
+    ]
+    return "\n".join(lines)
 
 
 def report(r: dict[str, Any]) -> str:
@@ -200,12 +301,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="read as device.read does: unsure frames again enlarged (device.looks)",
     )
-    args = p.parse_args(argv)
-    return run_command(
-        lambda: print(
-            report(run(args.folders, args.model, args.failures, args.truth_boxes, args.fine_look))
-        )
+    p.add_argument("--save", type=Path, default=None, help="write every frame's reading here")
+    p.add_argument(
+        "--against", type=Path, default=None, help="compare with readings saved by --save"
     )
+    args = p.parse_args(argv)
+
+    def score() -> None:
+        before = load_readings(args.against) if args.against is not None else None
+        r = run(args.folders, args.model, args.failures, args.truth_boxes, args.fine_look)
+        print(report(r))
+        if before is not None:
+            print(comparison_report(compare(before, r["readings"])))
+        if args.save is not None:
+            save_readings(args.save, r["readings"])
+
+    return run_command(score)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 
 from device.contract import DEFAULT_MODEL
 from host.reading_score import GlyphSplit, glyph_split
-from host.score_frames import main, mnist_misread
+from host.score_frames import compare, comparison_report, main, mnist_misread
 
 FRAMES = Path(__file__).resolve().parent / "frames"
 
@@ -121,17 +121,22 @@ def test_a_missing_image_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert truth["frames"][1]["file"] in capsys.readouterr().err
 
 
+def _one_frame(tmp_path: Path, name: str = "f0032.jpg") -> Path:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(FRAMES / name, folder)
+    truth = json.loads((FRAMES / "truth.json").read_text())
+    frame = next(f for f in truth["frames"] if f["file"] == name)
+    (folder / "truth.json").write_text(json.dumps({**truth, "frames": [frame]}))
+    return folder
+
+
 def test_fine_look_scores_as_device_read_reads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The committed frame of small digits read unsure at its own size (tests/test_looks.py):
     with --fine-look it is one more confident reading, and the text is the same."""
-    one = tmp_path / "one"
-    one.mkdir()
-    shutil.copy(FRAMES / "f0032.jpg", one)
-    truth = json.loads((FRAMES / "truth.json").read_text())
-    frame = next(f for f in truth["frames"] if f["file"] == "f0032.jpg")
-    (one / "truth.json").write_text(json.dumps({**truth, "frames": [frame]}))
+    one = _one_frame(tmp_path)
 
     def confident(*flags: str) -> tuple[int, int]:
         assert main([str(one), *flags]) == 0
@@ -142,3 +147,70 @@ def test_fine_look_scores_as_device_read_reads(
 
     assert confident() == (1, 0)
     assert confident("--fine-look") == (1, 1)
+
+
+def test_a_saved_run_shows_which_readings_a_change_moved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """f0032 reads unsure without the fine look and confident with it (test above): saved
+    without, compared with, that frame is the one change, and the same run compared with
+    itself changes nothing."""
+    one = _one_frame(tmp_path)
+    saved = tmp_path / "before.json"
+    assert main([str(one), "--save", str(saved)]) == 0
+    before = json.loads(saved.read_text())["readings"]
+    assert [r["image"] for r in before] == [str(one / "f0032.jpg")]
+    assert before[0]["confident"] is False
+    capsys.readouterr()
+
+    assert main([str(one), "--fine-look", "--against", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "against the saved run: 1 reading(s) changed" in out
+    assert re.search(r"f0032\.jpg: truth .*\(unsure\) -> .*\(confident\)", out), out
+
+    assert main([str(one), "--against", str(saved)]) == 0
+    assert "0 reading(s) changed, 0 to right, 0 to wrong" in capsys.readouterr().out
+
+
+def test_compare_counts_readings_gone_right_and_wrong() -> None:
+    def run(*readings: tuple[str, str, bool]) -> list[dict[str, object]]:
+        return [
+            {"image": f"f{i}", "truth": "12 3", "reading": text, "confident": sure}
+            for i, (_, text, sure) in enumerate(readings)
+        ]
+
+    before = run(("a", "12 3", True), ("b", "17 3", False), ("c", "12 3", False), ("d", "1", True))
+    after = run(("a", "12 3", True), ("b", "12 3", False), ("c", "12 8", True), ("d", "1", True))
+    changes = compare(before, after)
+    assert [c.image for c in changes] == ["f1", "f2"]
+    text = comparison_report(changes)
+    assert text.startswith("against the saved run: 2 reading(s) changed, 1 to right, 1 to wrong")
+    assert "confident wrong readings +1" in text
+
+
+def test_against_a_file_that_is_no_saved_run_is_refused_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main([str(FRAMES), "--against", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad} is not a run saved by `host.score_frames --save`" in err
+
+
+def test_against_a_run_over_other_frames_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "other.json"
+    saved.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "readings": [
+                    {"image": "/elsewhere/f.jpg", "truth": "1", "reading": "1", "confident": True}
+                ],
+            }
+        )
+    )
+    assert main([str(_one_frame(tmp_path)), "--against", str(saved)]) == 2
+    assert "the saved run read none of these frames" in capsys.readouterr().err
