@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SKIP_DIRS = {".git", ".venv", "data", "node_modules", "reports", ".mypy_cache", ".ruff_cache"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "build",
+    "data",
+    "node_modules",
+    "reports",
+    ".mypy_cache",
+    ".ruff_cache",
+}
 
 
 def shell_scripts() -> list[Path]:
