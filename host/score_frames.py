@@ -106,7 +106,8 @@ def run(
     from device.reader import Reader, ReaderConfig
 
     jobs = [(folder, f) for folder in folders for f in _frames(folder)]
-    truths, texts, confident, wrong, boxed = [], [], [], [], []
+    wrong, boxed = [], []
+    # One record per frame: what --save writes, and what every count below is taken from.
     readings: list[dict[str, Any]] = []
     outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
     with Reader.from_model(model, ReaderConfig(fine_look=fine_look)) as reader:
@@ -115,9 +116,6 @@ def run(
             reading = reader.read(frame)
             if truth_boxes and "boxes" in f:
                 boxed.append((f["text"], _read_truth_boxes(reader, frame, f)))
-            truths.append(f["text"])
-            texts.append(reading.text)
-            confident.append(reading.confident)
             readings.append(
                 {
                     "image": str(folder / f["file"]),
@@ -140,14 +138,15 @@ def run(
             if "boxes" in f:
                 for k, v in frame_outcomes(f, reading.digits).items():
                     outcomes[k] += v
-        right = [normalise_text(t) == normalise_text(g) for t, g in zip(truths, texts, strict=True)]
+        right = [normalise_text(r["reading"]) == normalise_text(r["truth"]) for r in readings]
         frames = [f for _, f in jobs]
         glyphs = None
         if any("mnist" in f for f in frames):
             glyphs = glyph_split(frames, right, mnist_misread(reader.classifier))
     if failures is not None:
         failures.write_text("".join("\t".join(row) + "\n" for row in wrong), encoding="utf-8")
-    sc = score(truths, texts)
+    sc = score([r["truth"] for r in readings], [r["reading"] for r in readings])
+    confident = [bool(r["confident"]) for r in readings]
     extra: dict[str, Any] = {}
     if boxed:
         by_box = score([t for t, _ in boxed], [r for _, r in boxed])
@@ -209,18 +208,18 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[C
         raise ScoreError(
             "the saved run read none of these frames; compare runs over the same folders"
         )
+    pairs = [(earlier[a["image"]], a) for a in common]
     return [
         Change(
             a["image"],
             a["truth"],
-            earlier[a["image"]]["reading"],
-            bool(earlier[a["image"]]["confident"]),
+            b["reading"],
+            bool(b["confident"]),
             a["reading"],
             bool(a["confident"]),
         )
-        for a in common
-        if (a["reading"], a["confident"])
-        != (earlier[a["image"]]["reading"], earlier[a["image"]]["confident"])
+        for b, a in pairs
+        if (a["reading"], a["confident"]) != (b["reading"], b["confident"])
     ]
 
 
