@@ -30,6 +30,31 @@ from host.reading_score import box_overlap
 logger = logging.getLogger(__name__)
 
 CACHE_DIR = ROOT / "data" / "crops"
+# The modules a crop depends on: the segmenter, the normalisation and the renderer, with
+# everything of ours they import (tests/test_crops.py checks). The cache key hashes their
+# source, so a change to any of them renders new crops. (Until session 18 the key named the
+# segmenter's modules by hand: it missed device.contrast when that was split from
+# device.segment, and the renderer, so a change to either would have reused stale crops.)
+CROP_MODULES = (
+    "device.atomic",
+    "device.blobs",
+    "device.contract",
+    "device.contrast",
+    "device.digest",
+    "device.errors",
+    "device.lines",
+    "device.normalize",
+    "device.order",
+    "device.pooled",
+    "device.reading",
+    "device.segment",
+    "device.touching",
+    "host.errors",
+    "host.frames",
+    "host.handwriting",
+)
+# The modules whose imports CROP_MODULES must cover.
+CROP_ROOTS = ("device.segment", "device.normalize", "host.frames", "host.handwriting")
 FRAME_SIZE = (640, 480)
 
 
@@ -158,25 +183,10 @@ def render_crops(
 def camera_crops(frames: int, seed: int, indices: np.ndarray, cache_dir: Path = CACHE_DIR):
     """``render_crops`` with an on-disk cache keyed by frames, seed, digits and code."""
     import hashlib
-
-    import device.blobs
-    import device.lines
-    import device.normalize
-    import device.order
-    import device.pooled
-    import device.segment
-    import device.touching
+    import importlib
 
     # Every module that shapes a crop: a change to any of them makes new crops.
-    code = [
-        device.segment,
-        device.blobs,
-        device.lines,
-        device.order,
-        device.touching,
-        device.pooled,
-        device.normalize,
-    ]
+    code = [importlib.import_module(name) for name in CROP_MODULES]
     source = (
         b"".join(Path(str(m.__file__)).read_bytes() for m in code)
         + Path(__file__).read_bytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.contract import NOT_A_DIGIT_INDEX
-from host.crops import label_crop, render_crops
+from host.crops import CROP_MODULES, CROP_ROOTS, label_crop, render_crops
 
 # Two digits side by side, 20x30 each, 4 px apart: a "3" then a "7".
 TRUTH = [(100, 50, 20, 30), (124, 50, 20, 30)]
@@ -48,3 +48,22 @@ def test_rendered_training_frames_give_digits_and_rejects() -> None:
     # digit leaves most of it on one side); the rest are rejects.
     assert len(digits) >= 0.5 * len(y) and len(set(digits.tolist())) >= 8
     assert NOT_A_DIGIT_INDEX in y
+
+
+def test_the_crop_cache_key_covers_every_module_a_crop_depends_on() -> None:
+    """A module the segmenter, the normalisation or the renderer imports, left out of the
+    cache key, would let a change to it reuse crops made by the old code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        f"import importlib, sys\nfor m in {CROP_ROOTS!r}: importlib.import_module(m)\n"
+        "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('device', 'host')))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
+    )
+    imported = set(out.stdout.split()) - {"device", "host"}
+    assert imported <= set(CROP_MODULES), sorted(imported - set(CROP_MODULES))
