@@ -110,17 +110,17 @@ def _crops_of(segments):
 
 
 def _render_range(
-    args: tuple[int, int, int, np.ndarray],
+    args: tuple[int, int, int, np.ndarray, tuple[int, int]],
 ) -> tuple[list[np.ndarray], list[int], int]:
     from host.frames import NoiseBank, render_frame
     from host.handwriting import GlyphBank
     from host.mnist import load_mnist
 
-    seed, start, stop, indices = args
+    seed, start, stop, indices, size = args
     data = load_mnist()
     # Only the digits the model trains on: held-out validation digits must not leak in.
     bank = GlyphBank(data.x_train[indices], data.y_train[indices])
-    noise = NoiseBank(*FRAME_SIZE, seed)
+    noise = NoiseBank(*size, seed)
     segmenter = Segmenter(SegmenterConfig(alternative_aspect=TRAINING_ALTERNATIVE_ASPECT))
     xs: list[np.ndarray] = []
     ys: list[int] = []
@@ -128,7 +128,7 @@ def _render_range(
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
         try:
-            data, record, _ = render_frame(bank, noise, rng, *FRAME_SIZE)
+            data, record, _ = render_frame(bank, noise, rng, *size)
         except RuntimeError as e:
             # The renderer gives up on a rare layout ("layout placed no number"): skip the frame.
             logger.debug("frame %d skipped: %s", i, e)
@@ -146,10 +146,14 @@ def _render_range(
 
 
 def render_crops(
-    frames: int, seed: int, indices: np.ndarray, workers: int | None = None
+    frames: int,
+    seed: int,
+    indices: np.ndarray,
+    workers: int | None = None,
+    size: tuple[int, int] = FRAME_SIZE,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Render ``frames`` frames from the MNIST training digits at ``indices`` and return the
-    labelled, normalised crops (labels 0-9 and NOT_A_DIGIT_INDEX).
+    """Render ``frames`` frames of ``size`` (width, height) from the MNIST training digits at
+    ``indices`` and return the labelled, normalised crops (labels 0-9 and NOT_A_DIGIT_INDEX).
 
     Frame i depends only on (seed, i), so splitting the range over worker processes gives the
     same crops in the same order as one process.
@@ -159,7 +163,7 @@ def render_crops(
 
     workers = workers or min(16, os.cpu_count() or 1)
     bounds = np.linspace(0, frames, workers + 1).astype(int)
-    jobs = [(seed, int(a), int(b), indices) for a, b in itertools.pairwise(bounds)]
+    jobs = [(seed, int(a), int(b), indices, size) for a, b in itertools.pairwise(bounds)]
     started = time.monotonic()
     if workers == 1:
         parts = [_render_range(jobs[0])]
@@ -180,8 +184,14 @@ def render_crops(
     return np.stack(xs).astype(np.float32), np.asarray(ys, np.uint8), stats
 
 
-def camera_crops(frames: int, seed: int, indices: np.ndarray, cache_dir: Path = CACHE_DIR):
-    """``render_crops`` with an on-disk cache keyed by frames, seed, digits and code."""
+def camera_crops(
+    frames: int,
+    seed: int,
+    indices: np.ndarray,
+    cache_dir: Path = CACHE_DIR,
+    size: tuple[int, int] = FRAME_SIZE,
+):
+    """``render_crops`` with an on-disk cache keyed by frames, size, seed, digits and code."""
     import hashlib
     import importlib
 
@@ -193,12 +203,12 @@ def camera_crops(frames: int, seed: int, indices: np.ndarray, cache_dir: Path = 
         + np.asarray(indices, np.int64).tobytes()
     )
     key = hashlib.sha256(source).hexdigest()[:12]
-    path = cache_dir / f"crops-{frames}-{seed}-{key}.npz"
+    path = cache_dir / f"crops-{frames}-{size[0]}x{size[1]}-{seed}-{key}.npz"
     if path.is_file():
         with np.load(path) as cached:
             logger.info("camera crops: %d from cache %s", len(cached["y"]), path)
             return cached["x"], cached["y"], {"cached": 1.0, "crops": float(len(cached["y"]))}
-    x, y, stats = render_crops(frames, seed, indices)
+    x, y, stats = render_crops(frames, seed, indices, size=size)
     logger.info(
         "camera crops: %d crops from %d of %d frames in %.0f s",
         stats["crops"], stats["rendered_frames"], frames, stats["seconds"],

@@ -36,6 +36,9 @@ DEFAULT_EPOCHS = {"default": 15, "seed": 10}
 PEAK_LR = 3e-3
 # Rendered training frames whose segmenter crops join the training data (host.crops).
 DEFAULT_CAMERA_FRAMES = 5000
+# Sizes of the --hd-frames frames: the reader's 640x480 settings scale with the rows, its
+# digit sizes do not, so crops from taller frames differ (finer strokes, other blurs).
+HD_SIZES = ((1280, 720), (1920, 1080))
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
 
 
@@ -88,6 +91,7 @@ def prepare_data(
     camera_frames: int = 0,
     mnist_repeat: int = 1,
     crops_seed: int | None = None,
+    hd_frames: int = 0,
 ):
     from host import augment
 
@@ -106,16 +110,24 @@ def prepare_data(
     if mnist_repeat > 1:
         # Each copy is augmented differently: MNIST keeps its weight against many camera crops.
         x_tr, y_tr = np.concatenate([x_tr] * mnist_repeat), np.concatenate([y_tr] * mnist_repeat)
-    if camera_frames:
-        from host.crops import camera_crops
+    if camera_frames or hd_frames:
+        from host.crops import FRAME_SIZE, camera_crops
 
         # Drawn even when crops_seed is given, so the rest of the run's randomness is unchanged.
         frames_seed = int(rng.integers(1 << 30))
         if crops_seed is not None:
             frames_seed = crops_seed
-        cx, cy, _ = camera_crops(camera_frames, frames_seed, np.sort(train_idx))
-        logger.info("added %d camera-like crops from %d rendered frames", len(cx), camera_frames)
-        x_tr, y_tr = np.concatenate([x_tr, cx]), np.concatenate([y_tr, cy])
+        # The HD frames (half 1280x720, half 1920x1080) each come from a seed of their own.
+        half = hd_frames // 2
+        counts = [camera_frames, hd_frames - half, half]
+        for k, (count, size) in enumerate(zip(counts, (FRAME_SIZE, *HD_SIZES), strict=True)):
+            if not count:
+                continue
+            cx, cy, _ = camera_crops(count, frames_seed + k, np.sort(train_idx), size=size)
+            logger.info(
+                "added %d camera-like crops from %d rendered %dx%d frames", len(cx), count, *size
+            )
+            x_tr, y_tr = np.concatenate([x_tr, cx]), np.concatenate([y_tr, cy])
     return x_tr, y_tr, augment.renormalize(x_val), y_val
 
 
@@ -144,9 +156,10 @@ def train(args: argparse.Namespace) -> Path:
     rng = np.random.default_rng(args.seed)
 
     camera_frames = 0 if args.arch == "seed" or args.limit else args.camera_frames
+    hd_frames = 0 if args.arch == "seed" or args.limit else args.hd_frames
     mnist_repeat = 1 if args.arch == "seed" else args.mnist_repeat  # the tutorial's data as is
     x_tr, y_tr, x_val, y_val = prepare_data(
-        args.arch, args.limit, rng, camera_frames, mnist_repeat, args.crops_seed
+        args.arch, args.limit, rng, camera_frames, mnist_repeat, args.crops_seed, hd_frames
     )
     if args.extra:
         ex, ey = load_extra(Path(args.extra))
@@ -176,7 +189,9 @@ def train(args: argparse.Namespace) -> Path:
         from host.augment import CameraAugment
 
         inputs = keras.Input(model.input_shape[1:])
-        trainer = keras.Model(inputs, model(CameraAugment(args.seed, name="augment")(inputs)))
+        trainer = keras.Model(
+            inputs, model(CameraAugment(args.seed, args.elastic, name="augment")(inputs))
+        )
     steps = int(np.ceil(len(x_tr) / BATCH_SIZE)) * epochs
     if args.arch == "seed":
         optimizer = keras.optimizers.Adam()
@@ -215,7 +230,9 @@ def train(args: argparse.Namespace) -> Path:
         "seed": args.seed,
         "limit": args.limit,
         "augment": augment_on,
+        "elastic": args.elastic if augment_on else 0.0,
         "camera_frames": camera_frames,
+        "hd_frames": hd_frames,
         "mnist_repeat": mnist_repeat,
         "crops_seed": args.crops_seed,
         "peak_lr": args.peak_lr,
@@ -254,11 +271,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=SEED, help="random seed")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument(
+        "--elastic",
+        type=float,
+        default=0.0,
+        help="share of training digits (0..1) also bent by a smooth random field "
+        "(host.augment.ELASTIC_*; default 0: off)",
+    )
+    p.add_argument(
         "--camera-frames",
         type=int,
         default=DEFAULT_CAMERA_FRAMES,
         help="render this many frames from MNIST training digits and add the device's crops "
         "of them (default arch; 0 = off)",
+    )
+    p.add_argument(
+        "--hd-frames",
+        type=int,
+        default=0,
+        help="also render this many 1280x720 and 1920x1080 frames (half each) and add the "
+        "device's crops of them (default arch; default 0)",
     )
     p.add_argument(
         "--mnist-repeat",
@@ -286,6 +317,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--epochs must be at least 1")
     if not 1 <= args.mnist_repeat <= 10:
         p.error("--mnist-repeat must be 1..10")
+    if args.camera_frames < 0 or args.hd_frames < 0:
+        p.error("--camera-frames and --hd-frames must be 0 or more")
+    if not 0.0 <= args.elastic <= 1.0:
+        p.error("--elastic must be in 0..1 (the share of digits bent)")
     if not 0 < args.peak_lr <= 0.1:
         p.error("--peak-lr must be in (0, 0.1]")
     if args.limit is not None and args.limit < 100:

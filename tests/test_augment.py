@@ -53,3 +53,37 @@ def test_augment_layer_is_repeatable_for_a_seed(digits: np.ndarray):
     b = np.asarray(CameraAugment(seed=7)(digits, training=True))
     c = np.asarray(CameraAugment(seed=8)(digits, training=True))
     assert np.allclose(a, b) and not np.allclose(a, c)
+
+
+def test_elastic_bend_moves_ink_a_few_pixels_smoothly_and_only_when_asked(digits: np.ndarray):
+    import cv2
+
+    from host.augment import ELASTIC_ALPHA_PX, CameraAugment
+
+    unbent = np.asarray(CameraAugment(seed=3, elastic=0.0)._bend(digits, len(digits)))
+    assert np.allclose(unbent, digits, atol=1e-6)  # a zero field samples every pixel in place
+    bent = np.asarray(CameraAugment(seed=3, elastic=1.0)._bend(digits, len(digits)))
+    assert bent.shape == digits.shape
+    # Every digit is reshaped (a field drawn near zero barely changes one, hence 95%).
+    assert (np.abs(bent - digits).mean(axis=(1, 2, 3)) > 0.02).mean() > 0.95
+    # ... but no ink lands further than ALPHA px (plus interpolation) from where it was, and
+    # the amount of ink changes only as much as stretching a stroke here and squeezing it
+    # there does (nothing torn off or doubled).
+    reach = 2 * int(np.ceil(ELASTIC_ALPHA_PX)) + 3
+    for before, after in zip(digits[..., 0], bent[..., 0], strict=True):
+        near = cv2.dilate((before > 0.05).astype(np.uint8), np.ones((reach, reach), np.uint8))
+        assert not ((after > 0.05) & (near == 0)).any()
+    ratio = bent.sum(axis=(1, 2, 3)) / digits.sum(axis=(1, 2, 3))
+    assert ratio.min() > 0.6 and ratio.max() < 1.5 and 0.9 < np.median(ratio) < 1.1
+    half = np.asarray(CameraAugment(seed=3, elastic=0.5)._bend(digits, len(digits)))
+    same = np.isclose(half, digits, atol=1e-6).all(axis=(1, 2, 3))
+    assert 0.3 < same.mean() < 0.7  # about half the digits are left alone
+
+
+def test_elastic_share_is_checked_and_saved_with_the_layer():
+    from host.augment import CameraAugment
+
+    with pytest.raises(ValueError, match="elastic is the share of digits"):
+        CameraAugment(seed=1, elastic=2.0)
+    layer = CameraAugment.from_config(CameraAugment(seed=1, elastic=0.25).get_config())
+    assert layer.elastic == 0.25 and layer.seed == 1

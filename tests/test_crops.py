@@ -50,6 +50,12 @@ def test_rendered_training_frames_give_digits_and_rejects() -> None:
     assert NOT_A_DIGIT_INDEX in y
 
 
+def test_hd_training_frames_give_crops_too() -> None:
+    x, y, stats = render_crops(3, seed=4, indices=np.arange(2000), workers=1, size=(1920, 1080))
+    assert stats["rendered_frames"] == 3 and len(x) == len(y) > 0
+    assert len(y[y != NOT_A_DIGIT_INDEX]) >= 0.5 * len(y)
+
+
 def test_the_crop_cache_key_covers_every_module_a_crop_depends_on() -> None:
     """A module the segmenter, the normalisation or the renderer imports, left out of the
     cache key, would let a change to it reuse crops made by the old code."""

@@ -88,11 +88,13 @@ def test_init_from_continues_and_extra_images_are_used(tiny_model: Path, tmp_pat
     r = run(
         "-m", "host.train", "--limit", "500", "--epochs", "1", "--init-from", str(tiny_model),
         "--extra", str(extra), "--out", str(out), "--verbose", "0", "--mnist-repeat", "2",
+        "--elastic", "0.5",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "broken.png" in r.stderr  # reported by path and skipped
     info = json.loads(out.with_suffix(".train.json").read_text())
     assert info["init_from"] == str(tiny_model) and info["mnist_repeat"] == 2
+    assert info["elastic"] == 0.5  # the bend ran inside the compiled training step
     # 500 MNIST digits (plus a few style variants) presented twice, and the two own images.
     assert 1000 < info["train_samples"] < 1200
 
@@ -104,12 +106,17 @@ def test_saved_model_is_the_network_without_the_training_augmentation(tiny_model
     assert model.name == "default" and model.output_shape == (None, 11)
     assert not [layer.name for layer in model.layers if "augment" in layer.name]
     info = json.loads(tiny_model.with_suffix(".train.json").read_text())
-    assert info["augment"] is True and info["mnist_repeat"] == 1
+    assert info["augment"] is True and info["mnist_repeat"] == 1 and info["elastic"] == 0.0
 
 
 def test_mnist_repeat_out_of_range_is_refused():
     r = run("-m", "host.train", "--mnist-repeat", "0", "--limit", "100", "--out", "/tmp/x.keras")
     assert r.returncode == 2 and "--mnist-repeat must be 1..10" in r.stderr
+
+
+def test_elastic_share_out_of_range_is_refused():
+    r = run("-m", "host.train", "--elastic", "1.5", "--limit", "100", "--out", "/tmp/x.keras")
+    assert r.returncode == 2 and "--elastic must be in 0..1" in r.stderr
 
 
 def test_wrong_arch_is_a_clear_error():
@@ -151,7 +158,7 @@ def test_crops_seed_gives_new_camera_frames_but_keeps_the_validation_split(monke
 
     seeds: list[int] = []
 
-    def fake_crops(frames: int, seed: int, indices: np.ndarray):
+    def fake_crops(frames: int, seed: int, indices: np.ndarray, size=(640, 480)):
         seeds.append(seed)
         return np.zeros((frames, 28, 28), np.float32), np.zeros(frames, np.uint8), None
 
@@ -169,3 +176,32 @@ def test_crops_seed_gives_new_camera_frames_but_keeps_the_validation_split(monke
 def test_peak_lr_out_of_range_is_refused():
     r = run("-m", "host.train", "--peak-lr", "0", "--limit", "100", "--out", "/tmp/x.keras")
     assert r.returncode == 2 and "--peak-lr must be in (0, 0.1]" in r.stderr
+
+
+def test_hd_frames_add_crops_of_both_hd_sizes_from_seeds_of_their_own(monkeypatch):
+    import host.crops
+    from host.train import prepare_data
+
+    calls: list[tuple[int, int, tuple[int, int]]] = []
+
+    def fake_crops(frames: int, seed: int, indices: np.ndarray, size=(640, 480)):
+        calls.append((frames, seed, size))
+        return np.zeros((frames, 28, 28), np.float32), np.full(frames, 7, np.uint8), None
+
+    monkeypatch.setattr(host.crops, "camera_crops", fake_crops)
+    plain = prepare_data("default", 300, np.random.default_rng(1), 4, 1, None)
+    calls.clear()
+    x_tr, y_tr, _, _ = prepare_data("default", 300, np.random.default_rng(1), 4, 1, None, 5)
+    assert [(n, size) for n, _, size in calls] == [
+        (4, (640, 480)),
+        (3, (1280, 720)),
+        (2, (1920, 1080)),
+    ]
+    assert len({seed for _, seed, _ in calls}) == 3
+    # The 640x480 crops are the plain run's; the HD ones come on top.
+    assert len(x_tr) == len(plain[0]) + 5 and (y_tr[-5:] == 7).all()
+
+
+def test_negative_frame_counts_are_refused():
+    r = run("-m", "host.train", "--hd-frames", "-1", "--limit", "100", "--out", "/tmp/x.keras")
+    assert r.returncode == 2 and "--hd-frames must be 0 or more" in r.stderr
