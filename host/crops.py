@@ -56,6 +56,9 @@ CROP_MODULES = (
 # The modules whose imports CROP_MODULES must cover.
 CROP_ROOTS = ("device.segment", "device.normalize", "host.frames", "host.handwriting")
 FRAME_SIZE = (640, 480)
+# Sizes of host.train's --hd-frames frames: the reader's stroke-sized settings scale with the
+# rows, its digit sizes do not, so crops from taller frames differ (finer strokes, other blurs).
+HD_SIZES = ((1280, 720), (1920, 1080))
 
 
 # A crop is a digit's when it covers this much of the digit's truth box and is mostly that
@@ -195,7 +198,6 @@ def camera_crops(
     import hashlib
     import importlib
 
-    # Every module that shapes a crop: a change to any of them makes new crops.
     code = [importlib.import_module(name) for name in CROP_MODULES]
     source = (
         b"".join(Path(str(m.__file__)).read_bytes() for m in code)

@@ -36,9 +36,6 @@ DEFAULT_EPOCHS = {"default": 15, "seed": 10}
 PEAK_LR = 3e-3
 # Rendered training frames whose segmenter crops join the training data (host.crops).
 DEFAULT_CAMERA_FRAMES = 5000
-# Sizes of the --hd-frames frames: the reader's 640x480 settings scale with the rows, its
-# digit sizes do not, so crops from taller frames differ (finer strokes, other blurs).
-HD_SIZES = ((1280, 720), (1920, 1080))
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
 
 
@@ -111,7 +108,7 @@ def prepare_data(
         # Each copy is augmented differently: MNIST keeps its weight against many camera crops.
         x_tr, y_tr = np.concatenate([x_tr] * mnist_repeat), np.concatenate([y_tr] * mnist_repeat)
     if camera_frames or hd_frames:
-        from host.crops import FRAME_SIZE, camera_crops
+        from host.crops import FRAME_SIZE, HD_SIZES, camera_crops
 
         # Drawn even when crops_seed is given, so the rest of the run's randomness is unchanged.
         frames_seed = int(rng.integers(1 << 30))
@@ -120,10 +117,11 @@ def prepare_data(
         # The HD frames (half 1280x720, half 1920x1080) each come from a seed of their own.
         half = hd_frames // 2
         counts = [camera_frames, hd_frames - half, half]
+        digits = np.sort(train_idx)
         for k, (count, size) in enumerate(zip(counts, (FRAME_SIZE, *HD_SIZES), strict=True)):
             if not count:
                 continue
-            cx, cy, _ = camera_crops(count, frames_seed + k, np.sort(train_idx), size=size)
+            cx, cy, _ = camera_crops(count, frames_seed + k, digits, size=size)
             logger.info(
                 "added %d camera-like crops from %d rendered %dx%d frames", len(cx), count, *size
             )
