@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -33,19 +34,29 @@ def _trained_like(model: keras.Model, seed: int = 0) -> keras.Model:
     return model
 
 
-def test_first_conv_on_2x2_blocks_gives_the_same_outputs() -> None:
+@pytest.mark.parametrize("width", [1.0, 2.0])
+def test_first_conv_on_2x2_blocks_gives_the_same_outputs(width: float) -> None:
     """The first conv rewritten on blocks (space to depth, conv, depth to space) computes what
-    the conv, its batch norm and ReLU did, borders included."""
-    model = _trained_like(default_model())
+    the conv, its batch norm and ReLU did, borders included, at any width of the network."""
+    model = _trained_like(default_model(width))
     blocks = for_int8(model)
     assert blocks is not model
-    assert blocks.get_layer("c1_blocks").kernel.shape == (3, 3, 4, 128)
+    assert blocks.get_layer("c1_blocks").kernel.shape == (3, 3, 4, 4 * round(32 * width))
     x = np.random.default_rng(1).random((16, 28, 28, 1)).astype(np.float32)
     x[:, :3] = 1.0  # ink at the top edge: the zero padding must fall where the conv's did
     first = keras.Model(model.input, model.get_layer("c1_relu").output)
     first_blocks = keras.Model(blocks.input, blocks.get_layer("c1_unfold").output)
     np.testing.assert_allclose(first_blocks(x), first(x), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(blocks(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_width_multiplies_every_layers_channels() -> None:
+    narrow, wide = default_model(), default_model(2.0)
+    for name in ("c1_conv", "s2_pw", "s3_pw", "s4_pw"):
+        assert wide.get_layer(name).output.shape[-1] == 2 * narrow.get_layer(name).output.shape[-1]
+    assert wide.output_shape == narrow.output_shape == (None, 11)
+    with pytest.raises(ValueError, match="width must be positive"):
+        default_model(0.0)
 
 
 def test_other_networks_convert_as_they_are() -> None:

@@ -107,6 +107,7 @@ def test_saved_model_is_the_network_without_the_training_augmentation(tiny_model
     assert not [layer.name for layer in model.layers if "augment" in layer.name]
     info = json.loads(tiny_model.with_suffix(".train.json").read_text())
     assert info["augment"] is True and info["mnist_repeat"] == 1 and info["elastic"] == 0.0
+    assert info["width"] == 1.0
 
 
 def test_mnist_repeat_out_of_range_is_refused():
@@ -117,6 +118,18 @@ def test_mnist_repeat_out_of_range_is_refused():
 def test_elastic_share_out_of_range_is_refused():
     r = run("-m", "host.train", "--elastic", "1.5", "--limit", "100", "--out", "/tmp/x.keras")
     assert r.returncode == 2 and "--elastic must be in 0..1" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--width", "5"], "--width must be in 0.5..4.0"),
+        (["--width", "2", "--arch", "seed"], "--width applies to a new default network only"),
+    ],
+)
+def test_width_out_of_range_or_for_another_network_is_refused(extra, message):
+    r = run("-m", "host.train", *extra, "--limit", "100", "--out", "/tmp/x.keras")
+    assert r.returncode == 2 and message in r.stderr
 
 
 def test_wrong_arch_is_a_clear_error():
