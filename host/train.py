@@ -1,8 +1,9 @@
 """Train a digit CNN on MNIST (``python -m host.train``, i.e. ``make train``).
 
-The default architecture is the compact network of ``host.architectures`` (``--width`` scales its
-channels); ``--arch seed`` trains the tutorial's network unchanged (10 epochs, Adam, no augmentation) as the reference. A fixed
-validation split is held out from the training set; the MNIST test set is never used here.
+The default architecture is the compact network of ``host.architectures`` (``--width`` scales
+its channels); ``--arch seed`` trains the tutorial's network unchanged (10 epochs, Adam, no
+augmentation) as the reference. A fixed validation split is held out from the training set; the
+MNIST test set is never used here.
 """
 
 from __future__ import annotations
