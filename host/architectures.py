@@ -83,6 +83,19 @@ def default_model(width: float = 1.0) -> keras.Model:
     return keras.Model(inputs, outputs, name="default")
 
 
+def network_width(model: keras.Model) -> float | None:
+    """The channel multiplier a default network was built with (its first conv's filters / 32).
+
+    None for a network without the default's ``c1_conv`` (the seed). Read from the model, so a
+    continuation (``--init-from``) records the width it actually trained.
+    """
+    try:
+        filters = model.get_layer("c1_conv").filters
+    except ValueError:
+        return None
+    return round(filters / 32, 3)
+
+
 def build(arch: str, width: float = 1.0) -> keras.Model:
     if arch == "seed":
         return seed_model()

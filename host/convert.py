@@ -273,7 +273,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
     labels = labels_for(int(keras_probs.shape[1]))
     keras_acc = float((keras_probs.argmax(1) == data.y_test).mean())
 
-    from host.architectures import for_int8
+    from host.architectures import for_int8, network_width
 
     # The same network, its first conv rearranged for int8 kernels (see for_int8).
     tflite_bytes = to_tflite(for_int8(model), representative, quantize=True)
@@ -335,6 +335,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
                 f"{threshold_basis}"
             ),
             "arch": arch,
+            "width": network_width(model),  # channel multiplier of the default network
             "parameters": int(model.count_params()),
             "macs": train_info.get("macs"),
             "file_bytes": len(tflite_bytes),

@@ -147,7 +147,7 @@ def _check_writable(out: Path) -> None:
 def train(args: argparse.Namespace) -> Path:
     import keras
 
-    from host.architectures import build, count_macs
+    from host.architectures import build, count_macs, network_width
 
     if args.arch not in DEFAULT_EPOCHS:
         raise TrainingError(f"unknown --arch {args.arch!r}; choose 'default' or 'seed'")
@@ -233,7 +233,7 @@ def train(args: argparse.Namespace) -> Path:
         "limit": args.limit,
         "augment": augment_on,
         "elastic": args.elastic if augment_on else 0.0,
-        "width": args.width,
+        "width": network_width(model),
         "camera_frames": camera_frames,
         "hd_frames": hd_frames,
         "mnist_repeat": mnist_repeat,

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 
-from host.architectures import default_model, for_int8, seed_model
+from host.architectures import default_model, for_int8, network_width, seed_model
 
 
 def _trained_like(model: keras.Model, seed: int = 0) -> keras.Model:
@@ -57,6 +57,12 @@ def test_width_multiplies_every_layers_channels() -> None:
     assert wide.output_shape == narrow.output_shape == (None, 11)
     with pytest.raises(ValueError, match="width must be positive"):
         default_model(0.0)
+
+
+def test_network_width_is_read_from_the_model() -> None:
+    assert network_width(default_model()) == 1.0
+    assert network_width(default_model(1.5)) == 1.5
+    assert network_width(seed_model()) is None  # no c1_conv: not the default network
 
 
 def test_other_networks_convert_as_they_are() -> None:

@@ -44,6 +44,7 @@ def test_tiny_train_convert_and_interpreter_predicts(tiny_model: Path):
     assert contract.sha256 == sha256_file(tflite)
     manifest = json.loads(tflite.with_suffix(".json").read_text())
     assert manifest["training"]["limit"] == 2000 and manifest["arch"] == "default"
+    assert manifest["width"] == 1.0  # read from the network, as train.json's
     # Chosen on the digits the run held out (a tenth of --limit), never on those it learned.
     assert "held-out validation digits (200, seed 1234)" in manifest["threshold_basis"]
 
@@ -97,6 +98,24 @@ def test_init_from_continues_and_extra_images_are_used(tiny_model: Path, tmp_pat
     assert info["elastic"] == 0.5  # the bend ran inside the compiled training step
     # 500 MNIST digits (plus a few style variants) presented twice, and the two own images.
     assert 1000 < info["train_samples"] < 1200
+
+
+@pytest.mark.slow
+def test_continuing_a_wide_network_records_its_width(tmp_path: Path):
+    """--init-from leaves --width at 1; train.json must say the width of what was trained."""
+    from host.architectures import default_model
+
+    parent = tmp_path / "wide.keras"
+    default_model(2.0).save(parent)
+    out = tmp_path / "wide-ft.keras"
+    r = run(
+        "-m", "host.train", "--limit", "300", "--epochs", "1", "--init-from", str(parent),
+        "--out", str(out), "--verbose", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads(out.with_suffix(".train.json").read_text())
+    assert info["width"] == 2.0 and info["init_from"] == str(parent)
+    assert info["parameters"] == default_model(2.0).count_params()
 
 
 def test_saved_model_is_the_network_without_the_training_augmentation(tiny_model: Path):
