@@ -19,6 +19,8 @@ ARCHS = ("default", "seed")
 # Faster than the Keras default (0.99) so that short runs (tests, --limit) get usable moving
 # statistics; over a full run both settle to the same values.
 BN_MOMENTUM = 0.95
+# The default network's channels at width 1: c1 (full conv), s2, s3, s4 (separable).
+BASE_CHANNELS = (32, 64, 128, 128)
 
 
 def seed_model() -> keras.Model:
@@ -60,7 +62,7 @@ def default_model(width: float = 1.0) -> keras.Model:
     Fewer parameters (~43k vs ~225k) and fewer MACs (~2.0M vs ~2.6M) than the seed; batch norm
     folds into the convolutions at conversion, so the int8 model is a plain conv stack.
     Eleven outputs: the ten digits and "none" (not a digit). ``width`` multiplies every layer's
-    channels (32, 64, 128, 128): 2.0 gives ~141k parameters and ~7.2M MACs.
+    channels (``BASE_CHANNELS``): 2.0 gives ~141k parameters and ~7.2M MACs.
     """
     if width <= 0:
         raise ValueError(f"width must be positive, not {width}")
@@ -68,13 +70,14 @@ def default_model(width: float = 1.0) -> keras.Model:
     def channels(n: int) -> int:
         return max(1, round(n * width))
 
+    c1, s2, s3, s4 = (channels(n) for n in BASE_CHANNELS)
     inputs = keras.Input(INPUT_SHAPE, name="digit")
-    x = _conv_bn(inputs, channels(32), "c1")
+    x = _conv_bn(inputs, c1, "c1")
     x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = _sep_bn(x, channels(64), "s2")
+    x = _sep_bn(x, s2, "s2")
     x = layers.MaxPooling2D(2, name="pool2")(x)
-    x = _sep_bn(x, channels(128), "s3")
-    x = _sep_bn(x, channels(128), "s4")
+    x = _sep_bn(x, s3, "s3")
+    x = _sep_bn(x, s4, "s4")
     # A 3x3 grid rather than global pooling: where a stroke is matters for digits (4 vs 9).
     x = layers.MaxPooling2D(2, name="pool3")(x)
     x = layers.Flatten(name="flat")(x)
@@ -84,7 +87,7 @@ def default_model(width: float = 1.0) -> keras.Model:
 
 
 def network_width(model: keras.Model) -> float | None:
-    """The channel multiplier a default network was built with (its first conv's filters / 32).
+    """The channel multiplier a default network was built with: c1_conv's filters / 32.
 
     None for a network without the default's ``c1_conv`` (the seed). Read from the model, so a
     continuation (``--init-from``) records the width it actually trained.
@@ -93,7 +96,7 @@ def network_width(model: keras.Model) -> float | None:
         filters = model.get_layer("c1_conv").filters
     except ValueError:
         return None
-    return round(filters / 32, 3)
+    return round(filters / BASE_CHANNELS[0], 3)
 
 
 def build(arch: str, width: float = 1.0) -> keras.Model:

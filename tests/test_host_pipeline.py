@@ -105,8 +105,9 @@ def test_continuing_a_wide_network_records_its_width(tmp_path: Path):
     """--init-from leaves --width at 1; train.json must say the width of what was trained."""
     from host.architectures import default_model
 
+    wide = default_model(2.0)
     parent = tmp_path / "wide.keras"
-    default_model(2.0).save(parent)
+    wide.save(parent)
     out = tmp_path / "wide-ft.keras"
     r = run(
         "-m", "host.train", "--limit", "300", "--epochs", "1", "--init-from", str(parent),
@@ -115,7 +116,7 @@ def test_continuing_a_wide_network_records_its_width(tmp_path: Path):
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads(out.with_suffix(".train.json").read_text())
     assert info["width"] == 2.0 and info["init_from"] == str(parent)
-    assert info["parameters"] == default_model(2.0).count_params()
+    assert info["parameters"] == wide.count_params()
 
 
 def test_saved_model_is_the_network_without_the_training_augmentation(tiny_model: Path):
