@@ -531,6 +531,7 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
     from host.reading_score import (
         DIGIT_OUTCOMES,
         ERROR_KINDS,
+        boxes_right,
         error_kind,
         frame_outcomes,
         glyph_split,
@@ -546,11 +547,14 @@ def frame_accuracy(frames: dict[str, Any]) -> dict[str, Any]:
         correct = judged["correct"]
         min_conf = [min((d.confidence for d in r.digits), default=0.0) for r in res["readings"]]
         outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
-        for f, r in zip(res["truth"], res["readings"], strict=True):
+        found = 0  # digits boxed one each, grouped as the truth's (or the frame read right)
+        for f, r, ok in zip(res["truth"], res["readings"], correct, strict=True):
             for k, v in frame_outcomes(f, r.digits).items():
                 outcomes[k] += v
+            found += ok or boxes_right(f, r.digits)
         out["sizes"][size] = {
             "outcomes": outcomes,
+            "boxes_right": found,
             "score": judged["score"],
             "curve": threshold_curve(correct, min_conf, THRESHOLDS),
             "errors": {

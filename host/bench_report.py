@@ -619,6 +619,7 @@ def _section_accuracy(results: dict[str, Any]) -> str:
                 f"{conf} ({_pct(conf / sc.frames)})",
                 f"{_pct(acc['confident_right'] / conf) if conf else 'n/a'}",
                 " / ".join(str(v) for v in acc.get("errors", {}).values()) or "—",
+                _found(acc, sc.frames),
             )
         )
     vga = next(iter(fa.values()))["curve"]
@@ -646,7 +647,9 @@ def _section_accuracy(results: dict[str, Any]) -> str:
             f"({rec}). *Wrong* readings by first cause: *digit count* = digits missed or "
             "extra (segmentation), *grouping* = every digit right but the numbers split "
             "differently, *misread* = as many digits as the truth, some labelled wrong "
-            "(classification).",
+            "(classification). *Boxes right*: frames whose digits the reader boxed one "
+            "each and grouped as the truth's numbers (or read right anyway): what a perfect "
+            "classifier on the reader's own boxes would read exactly, the segmenter's ceiling.",
             _table(
                 (
                     "size",
@@ -657,6 +660,7 @@ def _section_accuracy(results: dict[str, Any]) -> str:
                     "confident readings",
                     "right among confident",
                     "wrong: digit count / grouping / misread",
+                    "boxes right",
                 ),
                 frows,
             ),
@@ -689,6 +693,12 @@ def _section_accuracy(results: dict[str, Any]) -> str:
             f"![threshold curves]({CHARTS['threshold']})",
         ]
     )
+
+
+def _found(acc: dict[str, Any], frames: int) -> str:
+    """The frames whose digits were boxed right, as a share (— in results from before it)."""
+    found = acc.get("boxes_right")
+    return "—" if found is None else f"{_pct(found / max(1, frames))} ({found}/{frames})"
 
 
 def _glyph_lines(fa: dict[Any, Any]) -> list[str]:

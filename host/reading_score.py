@@ -137,10 +137,7 @@ def digit_outcomes(
     no digit). Read boxes on no digit at all are counted as "extra".
     """
     counts = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
-    covers = [
-        [i for i, t in enumerate(truth_boxes) if box_overlap(r, t) > 0.5 * max(1, t[2] * t[3])]
-        for r in read_boxes
-    ]
+    covers = _covers(truth_boxes, read_boxes)
     for i, (t, label) in enumerate(zip(truth_boxes, truth_labels, strict=True)):
         mine = [j for j, c in enumerate(covers) if i in c]
         if len(mine) == 1 and covers[mine[0]] == [i]:
@@ -155,6 +152,38 @@ def digit_outcomes(
         if not c and not any(box_overlap(r, t) > 0.5 * max(1, r[2] * r[3]) for t in truth_boxes):
             counts["extra"] += 1
     return counts
+
+
+def _covers(
+    truth_boxes: Sequence[Sequence[int]], read_boxes: Sequence[Sequence[int]]
+) -> list[list[int]]:
+    """For each read box, the truth digits it covers (holds over half of the digit's box)."""
+    return [
+        [i for i, t in enumerate(truth_boxes) if box_overlap(r, t) > 0.5 * max(1, t[2] * t[3])]
+        for r in read_boxes
+    ]
+
+
+def boxes_right(truth: Mapping[str, Any], digits: Sequence[Any]) -> bool:
+    """Whether a reading's digit boxes are the truth's digits, one box each, grouped as the
+    truth's numbers: what a perfect classifier reading those boxes would read exactly.
+
+    ``truth`` is a rendered frame's record (``host.frames``: numbers and per-digit boxes),
+    ``digits`` a reading's (each with ``box`` and ``group``, in reading order). Every read
+    box must cover exactly one truth digit (``digit_outcomes``' "covers") that no other read
+    box covers; the reading's text with each digit's label replaced by its truth digit's must
+    then equal the truth's text, which checks the digit count, their order and the grouping.
+    """
+    truth_boxes = [b for number in truth["boxes"] for b in number]
+    truth_digits = "".join(truth["numbers"])
+    covers = _covers(truth_boxes, [d.box for d in digits])
+    taken = [i for c in covers for i in c]
+    if any(len(c) != 1 for c in covers) or len(set(taken)) != len(taken):
+        return False
+    groups: dict[int, str] = {}
+    for d, (i,) in zip(digits, covers, strict=True):
+        groups[d.group] = groups.get(d.group, "") + truth_digits[i]
+    return " ".join(groups.values()) == normalise_text(truth["text"])
 
 
 def frame_outcomes(truth: Mapping[str, Any], digits: Sequence[Any]) -> dict[str, int]:

@@ -12,6 +12,11 @@ the frames holding a digit the reader's classifier (second look included) misrea
 and exact match on the others: what the camera and the segmenter cost, apart from the
 classifier's own MNIST errors.
 
+It also counts the frames whose digits the reader boxed one each and grouped as the truth's
+numbers (``host.reading_score.boxes_right``), or read right anyway: a perfect classifier on the
+reader's own boxes would read those exactly, so that share is the segmenter's ceiling, as
+``--truth-boxes`` gives the classifier's.
+
 ``--fine-look`` reads as ``device.read`` does by default: unsure frames of at most 480 rows are
 read again enlarged (``device.looks``); without it, as the daemon reads.
 
@@ -42,6 +47,7 @@ from host.errors import ScoreError, run_command
 from host.reading_score import (
     DIGIT_OUTCOMES,
     GlyphSplit,
+    boxes_right,
     frame_outcomes,
     glyph_split,
     normalise_text,
@@ -110,6 +116,8 @@ def run(
     # One record per frame: what --save writes, and what every count below is taken from.
     readings: list[dict[str, Any]] = []
     outcomes = dict.fromkeys((*DIGIT_OUTCOMES, "extra"), 0)
+    # Frames whose digits the reader boxed one each, grouped as the truth's (or read right).
+    found = boxed_frames = 0
     with Reader.from_model(model, ReaderConfig(fine_look=fine_look)) as reader:
         for folder, f in jobs:
             frame = load_image(folder / f["file"], grey=True)
@@ -138,6 +146,10 @@ def run(
             if "boxes" in f:
                 for k, v in frame_outcomes(f, reading.digits).items():
                     outcomes[k] += v
+                boxed_frames += 1
+                found += boxes_right(f, reading.digits) or (
+                    normalise_text(reading.text) == normalise_text(f["text"])
+                )
         right = [normalise_text(r["reading"]) == normalise_text(r["truth"]) for r in readings]
         frames = [f for _, f in jobs]
         glyphs = None
@@ -160,6 +172,7 @@ def run(
         "confident": sum(confident),
         "confident_right": sum(c and r for c, r in zip(confident, right, strict=True)),
         "outcomes": outcomes,
+        "boxes_right": (found, boxed_frames),
         "glyphs": glyphs,
         "readings": readings,
     }
@@ -262,6 +275,13 @@ def report(r: dict[str, Any]) -> str:
         f"them {r['confident_right']} ({pct(r['confident_right'], r['confident'])})",
         f"truth digits {truth_digits}: {where}; extra {r['outcomes']['extra']}",
     ]
+    found, boxed = r.get("boxes_right", (0, 0))
+    if boxed:
+        lines.append(
+            f"digits boxed one each and grouped as the truth's numbers (a perfect classifier "
+            f"on the reader's own boxes would read these exactly): {found} of {boxed} "
+            f"({pct(found, boxed)})"
+        )
     g: GlyphSplit | None = r.get("glyphs")
     if g is not None:
         lines.append(glyph_line(g))

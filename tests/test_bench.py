@@ -17,6 +17,7 @@ from host import pi_estimate
 from host.bench_report import CHARTS
 from host.bench_timing import Contender, Summary, interleaved
 from host.reading_score import (
+    boxes_right,
     digit_outcomes,
     edit_distance,
     error_kind,
@@ -215,6 +216,32 @@ def test_digit_outcomes_say_where_each_truth_digit_went() -> None:
         "extra": 1,
     }
     assert digit_outcomes(truth[:1], [1], [], [])["missed"] == 1
+
+
+def test_boxes_right_asks_whether_a_perfect_classifier_would_read_the_boxes_exactly() -> None:
+    """The segmenter's ceiling: one box per truth digit, grouped as the truth's numbers,
+    whatever labels the classifier gave them."""
+    from device.reading import DigitResult
+
+    truth = {
+        "numbers": ["12", "3"],
+        "text": "12 3",
+        "boxes": [[(0, 0, 10, 20), (12, 0, 10, 20)], [(40, 0, 10, 20)]],
+    }
+
+    def read(*boxes: tuple[tuple[int, int, int, int], int]) -> list[DigitResult]:
+        return [DigitResult(7, 0.5, box, group) for box, group in boxes]
+
+    one, two, three = (0, 1, 10, 18), (12, 0, 9, 20), (40, 0, 10, 20)
+    assert boxes_right(truth, read((one, 0), (two, 0), (three, 1)))  # every label wrong
+    assert not boxes_right(truth, read((one, 0), (two, 1), (three, 1)))  # grouped "1 23"
+    assert not boxes_right(truth, read((one, 0), (two, 0), (three, 0)))  # grouped "123"
+    assert not boxes_right(truth, read((one, 0), (three, 1)))  # the 2 missed
+    assert not boxes_right(truth, read((one, 0), (two, 0), (three, 1), ((60, 0, 9, 20), 1)))
+    assert not boxes_right(truth, read(((0, 0, 22, 20), 0), (three, 1)))  # 1 and 2 merged
+    halves = (((12, 0, 5, 20), 0), ((17, 0, 5, 20), 0))
+    assert not boxes_right(truth, read((one, 0), *halves, (three, 1)))  # the 2 split
+    assert not boxes_right(truth, read((one, 0), (one, 0), (two, 0), (three, 1)))  # twice
 
 
 def test_daemon_stop_line_gives_peak_and_anonymous_memory() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from device.contract import DEFAULT_MODEL
-from host.reading_score import GlyphSplit, glyph_split
+from host.reading_score import GlyphSplit, error_kind, glyph_split
 from host.score_frames import compare, comparison_report, main, mnist_misread
 
 FRAMES = Path(__file__).resolve().parent / "frames"
@@ -36,6 +37,15 @@ def test_scores_the_committed_frames_and_lists_each_wrong_reading(
     assert 0 <= right <= confident <= frames
     digits = sum(len(n) for f in truth for n in f["numbers"])
     assert f"truth digits {digits}:" in out
+    # The segmenter's ceiling: every exact reading counts, and a perfect classifier would
+    # also read the frames whose only fault is a misread digit.
+    found = re.search(r"perfect classifier on the reader's own boxes .*: (\d+) of (\d+)", out)
+    assert found, out
+    boxed, of = map(int, found.groups())
+    misread_only = sum(
+        error_kind(ast.literal_eval(r[1]), ast.literal_eval(r[2])) == "misread" for r in rows
+    )
+    assert of == frames and exact < boxed <= frames and boxed - exact <= misread_only
 
 
 def test_counts_the_frames_holding_a_digit_the_model_misreads_even_clean(
