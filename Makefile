@@ -40,8 +40,8 @@ data: $(STAMP) ## Download and verify MNIST into data/mnist/
 train: data ## Train the default CNN -> models/digits.keras
 	$(PY) -m host.train
 
-train-full: data ## The shipped model's recipe: 4x the camera crops, 40 epochs (GPU: minutes; 2-core CPU: ~2 h)
-	$(PY) -m host.train --camera-frames 20000 --epochs 40 --mnist-repeat 2
+train-full: data ## The shipped model's recipe: 4x the camera crops, 40 epochs (GPU: minutes; 2-core CPU: ~2 h; rerun to resume)
+	$(PY) -m host.train --camera-frames 20000 --epochs 40 --mnist-repeat 2 --backup build/train-full.backup
 
 train-seed: data ## Train the tutorial's seed CNN -> models/seed.keras
 	$(PY) -m host.train --arch seed --out models/seed.keras

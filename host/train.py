@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -144,16 +145,21 @@ def _check_writable(out: Path) -> None:
         ) from e
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: argparse.Namespace, callbacks: list[Any] | None = None) -> Path:
+    """Train as ``args`` say and save the network; ``callbacks``: more Keras callbacks for
+    ``fit`` (tests interrupt a run with one)."""
     import keras
 
     from host.architectures import build, count_macs, network_width
+    from host.resume import Backup, options_of
 
     if args.arch not in DEFAULT_EPOCHS:
         raise TrainingError(f"unknown --arch {args.arch!r}; choose 'default' or 'seed'")
     out = Path(args.out)
     _check_writable(out)
     epochs = args.epochs or DEFAULT_EPOCHS[args.arch]
+    backup = Backup(args.backup, options_of(args)) if args.backup else None
+    start_epoch = backup.open() if backup else 0
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
@@ -210,17 +216,38 @@ def train(args: argparse.Namespace) -> Path:
     trainer.compile(
         optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
+    fit_callbacks = list(callbacks or [])
+    if backup is not None:
+        fit_callbacks = backup.callbacks() + fit_callbacks
+        if start_epoch:
+            logger.info("resuming from %s after epoch %d of %d", args.backup, start_epoch, epochs)
     started = time.monotonic()
-    history = trainer.fit(
-        x_tr[..., None],
-        y_tr.astype(np.int32),
-        batch_size=BATCH_SIZE,
-        epochs=epochs,
-        shuffle=True,
-        validation_data=(x_val[..., None], y_val.astype(np.int32)),
-        verbose=args.verbose,
-    )
+    try:
+        fitted = trainer.fit(
+            x_tr[..., None],
+            y_tr.astype(np.int32),
+            batch_size=BATCH_SIZE,
+            epochs=epochs,
+            shuffle=True,
+            validation_data=(x_val[..., None], y_val.astype(np.int32)),
+            verbose=args.verbose,
+            callbacks=fit_callbacks,
+        )
+    except KeyboardInterrupt:
+        if backup is not None:
+            done = len(backup.record["epochs"])
+            logger.warning(
+                "interrupted: %d of %d epochs are saved in %s; rerun the same command to continue",
+                done,
+                epochs,
+                args.backup,
+            )
+        raise
     seconds = time.monotonic() - started
+    history = fitted.history
+    if backup is not None:
+        history = backup.history(epochs)
+        seconds = backup.seconds()
 
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     model.save(tmp)
@@ -246,7 +273,8 @@ def train(args: argparse.Namespace) -> Path:
         "train_seconds": round(seconds, 1),
         "parameters": int(model.count_params()),
         "macs": macs,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "history": {k: [float(v) for v in vals] for k, vals in history.items()},
+        "resumed_at": backup.record["resumed_at"] if backup else [],
         "keras_version": keras.__version__,
         "keras_backend": keras.backend.backend(),
     }
@@ -254,6 +282,8 @@ def train(args: argparse.Namespace) -> Path:
     tmp_info = info_path.with_name(f".{info_path.name}.tmp")
     tmp_info.write_text(json.dumps(info, indent=1), encoding="utf-8")
     os.replace(tmp_info, info_path)
+    if backup is not None:
+        backup.finish()
     val_acc = info["history"].get("val_accuracy", [float("nan")])[-1]
     print(f"saved {out} (validation accuracy {val_acc:.4f}, {seconds:.0f} s)")
     return out
@@ -321,6 +351,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=PEAK_LR,
         help=f"learning rate after warm-up, decayed by a cosine (default {PEAK_LR})",
     )
+    p.add_argument(
+        "--backup",
+        type=Path,
+        default=None,
+        help="save the training state in this folder after every epoch; rerunning the same "
+        "command continues an interrupted run from its last finished epoch (host.resume)",
+    )
     p.add_argument("--verbose", type=int, default=1, help="Keras progress: 0 none, 1 bar, 2 lines")
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
@@ -344,7 +381,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_command(lambda: train(args))
+    try:
+        return run_command(lambda: train(args))
+    except KeyboardInterrupt:
+        return 130  # (said above how to continue, if the run keeps a backup)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,54 @@ def test_continuing_a_wide_network_records_its_width(tmp_path: Path):
     assert info["parameters"] == wide.count_params()
 
 
+@pytest.mark.slow
+def test_an_interrupted_run_continues_from_its_last_finished_epoch(tmp_path: Path):
+    """--backup: a run stopped after its first epoch goes on from the second when the same
+    command is run again, its optimizer where it was; other options are refused by name."""
+    import keras
+
+    from host.errors import TrainingError
+    from host.train import parse_args, train
+
+    steps_done: dict[str, int] = {}
+
+    class StopAtSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+            if epoch == 1:
+                steps_done["before"] = int(self.model.optimizer.iterations)
+                raise KeyboardInterrupt  # as Ctrl-C would
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+            steps_done.setdefault("after", int(self.model.optimizer.iterations))
+            steps_done.setdefault("epoch", epoch)
+
+    backup, out = tmp_path / "backup", tmp_path / "m.keras"
+    argv = ["--limit", "300", "--out", str(out), "--backup", str(backup), "--verbose", "0"]
+    with pytest.raises(KeyboardInterrupt):
+        train(parse_args([*argv, "--epochs", "3"]), callbacks=[StopAtSecondEpoch()])
+    assert not out.exists()
+    assert list(json.loads((backup / "run.json").read_text())["epochs"]) == ["0"]
+
+    with pytest.raises(TrainingError, match="epochs: 3 there, 4 now"):
+        train(parse_args([*argv, "--epochs", "4"]))
+    assert (backup / "run.json").is_file()  # refused, and kept
+
+    train(parse_args([*argv, "--epochs", "3"]), callbacks=[Watch()])
+    assert steps_done["epoch"] == 1 and steps_done["after"] == steps_done["before"] > 0
+    info = json.loads(out.with_suffix(".train.json").read_text())
+    assert info["resumed_at"] == [1] and len(info["history"]["val_accuracy"]) == 3
+    assert not backup.exists()  # the model is saved: the backup has done its job
+
+
+def test_a_backup_folder_holding_other_files_is_refused(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("mine")
+    r = run("-m", "host.train", "--limit", "300", "--epochs", "1", "--backup", str(tmp_path),
+            "--out", str(tmp_path / "m.keras"), "--verbose", "0")  # fmt: skip
+    assert r.returncode == 2 and "no training backup" in r.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_saved_model_is_the_network_without_the_training_augmentation(tiny_model: Path):
     import keras
 
