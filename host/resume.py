@@ -4,10 +4,11 @@ The full recipe takes about 2 hours on a 2-core laptop: a closed lid, a Ctrl-C o
 should cost at most one epoch, not the run. After every epoch the run's state (the network's
 and the optimizer's variables, so the learning-rate schedule goes on where it stopped) is saved
 in ``DIR/keras`` by Keras' own ``BackupAndRestore``, and the epoch's metrics and seconds in
-``DIR/run.json`` beside the options the run was started with. Rerunning the same command
-continues from the last finished epoch; other options are refused (they would silently mix two
-runs). When the run completes, its ``train.json`` gets the whole history and the seconds of all
-its parts, and ``DIR`` is deleted.
+``DIR/run.json`` beside the options the run was started with and a fingerprint of its training
+data. Rerunning the same command continues from the last finished epoch; other options, or
+other data, are refused (they would silently mix two runs). When the run completes, its
+``train.json`` gets the whole history and the seconds of all its parts, and ``DIR`` is deleted
+once the model is saved.
 
 A resumed run is not bit-identical to an uninterrupted one: the data are shuffled afresh from
 the seed when it restarts.
@@ -15,6 +16,7 @@ the seed when it restarts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +39,17 @@ def options_of(args: Any) -> dict[str, Any]:
         for k, v in sorted(vars(args).items())
         if k not in _FREE_OPTIONS
     }
+
+
+def data_fingerprint(*arrays: Any) -> str:
+    """A cheap fingerprint of training arrays: their shapes and dtypes, every label and a
+    sample of about 4,096 rows of each (enough to tell two renderings of crops apart)."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(f"{a.shape}{a.dtype}".encode())
+        step = max(1, len(a) // 4096)
+        digest.update(a[::step].tobytes() if a.ndim > 1 else a.tobytes())
+    return digest.hexdigest()[:16]
 
 
 class Backup:
@@ -101,6 +114,21 @@ class Backup:
             self.record["resumed_at"].append(self.start_epoch)
         return self.start_epoch
 
+    def bind_data(self, fingerprint: str) -> None:
+        """Tie the backup to the run's training data (``data_fingerprint``). Options alone do
+        not fix them: the camera crops are cut by the device's segmenter of the day, and the
+        ``--extra`` folder may have changed. Raises TrainingError when they differ from the
+        interrupted run's."""
+        saved = self.record.get("data")
+        if saved is not None and saved != fingerprint:
+            raise TrainingError(
+                f"the training data differ from those of the run backed up in {self.folder} "
+                "(the segmenter cutting the camera crops, or an --extra folder, changed since); "
+                "delete the folder to start afresh"
+            )
+        self.record["data"] = fingerprint
+        self._write()
+
     def _keras_epoch(self) -> int:
         """The epoch Keras' backup will restore (0 when it saved none)."""
         meta = self.folder / "keras" / "training_metadata.json"
@@ -123,8 +151,7 @@ class Backup:
                 seconds = time.monotonic() - self._started
                 backup.epoch_done(epoch, dict(logs or {}), seconds)
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._write()  # the options, before any state is saved beside them
+        self._write()  # the options and data, before any state is saved beside them
         # The record first: an interruption between the two then re-runs an epoch already
         # recorded (its record is overwritten) instead of resuming after one it lacks. The
         # state stays until the model is saved (``finish``), not only until fit returns.
@@ -159,6 +186,7 @@ class Backup:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _write(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self._record_path.with_name(f".{self._record_path.name}.tmp")
         tmp.write_text(json.dumps(self.record, indent=1), encoding="utf-8")
         os.replace(tmp, self._record_path)

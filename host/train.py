@@ -151,7 +151,7 @@ def train(args: argparse.Namespace, callbacks: list[Any] | None = None) -> Path:
     import keras
 
     from host.architectures import build, count_macs, network_width
-    from host.resume import Backup, options_of
+    from host.resume import Backup, data_fingerprint, options_of
 
     if args.arch not in DEFAULT_EPOCHS:
         raise TrainingError(f"unknown --arch {args.arch!r}; choose 'default' or 'seed'")
@@ -172,6 +172,8 @@ def train(args: argparse.Namespace, callbacks: list[Any] | None = None) -> Path:
     if args.extra:
         ex, ey = load_extra(Path(args.extra))
         x_tr, y_tr = np.concatenate([x_tr, ex]), np.concatenate([y_tr, ey])
+    if backup is not None:
+        backup.bind_data(data_fingerprint(x_tr, y_tr, x_val, y_val))
 
     if args.init_from:
         init = Path(args.init_from)
