@@ -109,7 +109,7 @@ class Backup:
                 "start afresh"
             )
         self.record = record
-        self.start_epoch = self._keras_epoch()
+        self.start_epoch = self.saved_epochs()
         if self.start_epoch:
             self.record["resumed_at"].append(self.start_epoch)
         return self.start_epoch
@@ -129,8 +129,8 @@ class Backup:
         self.record["data"] = fingerprint
         self._write()
 
-    def _keras_epoch(self) -> int:
-        """The epoch Keras' backup will restore (0 when it saved none)."""
+    def saved_epochs(self) -> int:
+        """How many epochs the saved state holds: the epoch a rerun starts at (0: none)."""
         meta = self.folder / "keras" / "training_metadata.json"
         try:
             return int(json.loads(meta.read_text(encoding="utf-8"))["epoch"])

@@ -237,7 +237,7 @@ def train(args: argparse.Namespace, callbacks: list[Any] | None = None) -> Path:
         )
     except KeyboardInterrupt:
         if backup is not None:
-            done = len(backup.record["epochs"])
+            done = backup.saved_epochs()
             logger.warning(
                 "interrupted: %d of %d epochs are saved in %s; rerun the same command to continue",
                 done,

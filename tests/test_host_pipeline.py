@@ -120,7 +120,9 @@ def test_continuing_a_wide_network_records_its_width(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_continues_from_its_last_finished_epoch(tmp_path: Path):
+def test_an_interrupted_run_continues_from_its_last_finished_epoch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     """--backup: a run stopped after its first epoch goes on from the second when the same
     command is run again, its optimizer where it was; other options are refused by name."""
     import keras
@@ -147,6 +149,7 @@ def test_an_interrupted_run_continues_from_its_last_finished_epoch(tmp_path: Pat
         train(parse_args([*argv, "--epochs", "3"]), callbacks=[StopAtSecondEpoch()])
     assert not out.exists()
     assert list(json.loads((backup / "run.json").read_text())["epochs"]) == ["0"]
+    assert "1 of 3 epochs are saved" in caplog.text and "rerun the same command" in caplog.text
 
     with pytest.raises(TrainingError, match="epochs: 3 there, 4 now"):
         train(parse_args([*argv, "--epochs", "4"]))
