@@ -37,8 +37,8 @@ $(STAMP): pyproject.toml
 data: $(STAMP) ## Download and verify MNIST into data/mnist/
 	$(PY) -m host.mnist
 
-train: data ## Train the default CNN -> models/digits.keras
-	$(PY) -m host.train
+train: data ## Train the default CNN -> models/digits.keras (interrupted: rerun to resume)
+	$(PY) -m host.train --backup build/train.backup
 
 train-full: data ## The shipped model's recipe: 4x the camera crops, 40 epochs (GPU: minutes; 2-core CPU: ~2 h; rerun to resume)
 	$(PY) -m host.train --camera-frames 20000 --epochs 40 --mnist-repeat 2 --backup build/train-full.backup
