@@ -87,7 +87,8 @@ def default_model(width: float = 1.0) -> keras.Model:
 
 
 def network_width(model: keras.Model) -> float | None:
-    """The channel multiplier a default network was built with: c1_conv's filters / 32.
+    """The channel multiplier a default network was built with: c1_conv's filters over
+    ``BASE_CHANNELS[0]``.
 
     None for a network without the default's ``c1_conv`` (the seed). Read from the model, so a
     continuation (``--init-from``) records the width it actually trained.

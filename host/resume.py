@@ -65,7 +65,6 @@ class Backup:
             "epochs": {},
             "resumed_at": [],
         }
-        self.start_epoch = 0
 
     def open(self) -> int:
         """Check the folder and return the epoch the run starts at (0 for a new run).
@@ -109,10 +108,10 @@ class Backup:
                 "start afresh"
             )
         self.record = record
-        self.start_epoch = self.saved_epochs()
-        if self.start_epoch:
-            self.record["resumed_at"].append(self.start_epoch)
-        return self.start_epoch
+        start = self.saved_epochs()
+        if start:
+            self.record["resumed_at"].append(start)
+        return start
 
     def bind_data(self, fingerprint: str) -> None:
         """Tie the backup to the run's training data (``data_fingerprint``). Options alone do

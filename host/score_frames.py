@@ -132,7 +132,8 @@ def run(
                     "confident": reading.confident,
                 }
             )
-            if normalise_text(reading.text) != normalise_text(f["text"]):
+            exact = normalise_text(reading.text) == normalise_text(f["text"])
+            if not exact:
                 wrong.append(
                     [
                         str(folder / f["file"]),
@@ -147,9 +148,7 @@ def run(
                 for k, v in frame_outcomes(f, reading.digits).items():
                     outcomes[k] += v
                 boxed_frames += 1
-                found += boxes_right(f, reading.digits) or (
-                    normalise_text(reading.text) == normalise_text(f["text"])
-                )
+                found += exact or boxes_right(f, reading.digits)
         right = [normalise_text(r["reading"]) == normalise_text(r["truth"]) for r in readings]
         frames = [f for _, f in jobs]
         glyphs = None
