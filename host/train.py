@@ -317,7 +317,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=1.0,
         help="channel multiplier of the default network (e.g. 2: ~3.6x the MACs per digit; "
-        "default 1)",
+        "default 1; above about 1.16 the model is outside the shipped model's budget of fewer "
+        "MACs than the seed network)",
     )
     p.add_argument(
         "--camera-frames",

@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 
-from host.architectures import default_model, for_int8, network_width, seed_model
+from host.architectures import count_macs, default_model, for_int8, network_width, seed_model
+from host.convert import SEED_MACS
 
 
 def _trained_like(model: keras.Model, seed: int = 0) -> keras.Model:
@@ -68,3 +69,7 @@ def test_network_width_is_read_from_the_model() -> None:
 def test_other_networks_convert_as_they_are() -> None:
     model = seed_model()
     assert for_int8(model) is model
+
+
+def test_the_seed_networks_macs_are_the_budget_convert_checks() -> None:
+    assert count_macs(seed_model()) == SEED_MACS

@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device.contract import DEFAULT_MODEL
 from host.convert import (
+    SEED_MACS,
+    SHIPPED_MAX_BYTES,
     THRESHOLD_BOUNDS,
+    budget_misses,
     error_upper_bound,
     recommended_threshold,
     threshold_digits,
@@ -88,3 +92,22 @@ def test_a_threshold_that_misses_the_target_is_said_to():
     # A model that meets it gets no note.
     probs, labels = _probs([0.99] * 5000 + [0.6], [True] * 5000 + [False])
     assert threshold_shortfall(probs, labels, recommended_threshold(probs, labels)) == ""
+
+
+def test_budget_misses_names_each_limit_a_model_is_over() -> None:
+    assert budget_misses(0.9950, SHIPPED_MAX_BYTES, SEED_MACS - 1) == []
+    misses = budget_misses(0.9944, SHIPPED_MAX_BYTES + 1, SEED_MACS)
+    assert len(misses) == 3
+    assert misses[0].startswith("MNIST int8 accuracy 99.44% < 99.5%")
+    assert misses[1] == "file 100.0 KB > 100 KB"
+    assert "2,631,040 MACs per digit" in misses[2]
+    # A wide network (session 19's width 2) is over on size and MACs, not on accuracy.
+    assert [m.split()[0] for m in budget_misses(0.996, 184_000, 7_181_696)] == ["file", "7,181,696"]
+    assert budget_misses(0.999, 1000, None) == []  # no MACs recorded: not judged on them
+
+
+def test_the_shipped_model_fits_the_budget() -> None:
+    manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    size = DEFAULT_MODEL.stat().st_size
+    assert manifest["file_bytes"] == size
+    assert budget_misses(manifest["accuracy"]["litert_int8"], size, manifest["macs"]) == []
